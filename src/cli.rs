@@ -1,0 +1,264 @@
+//! The command line: argument definitions (clap derive) and one function per command.
+//!
+//! Command output goes to stdout, logs and errors to stderr. Exit codes are decided in `main` from
+//! [`crate::Error::exit_code`]: 0 ok, 1 a step/ingest/expectation failed, 2 usage or config error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::catalog::{Lake, TableName};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, Overrides};
+use crate::error::{Error, Result};
+use crate::inspect;
+use crate::output::{self, Format};
+use crate::pipeline::StepStatus;
+use crate::pipeline::dag::{Dag, DagFormat};
+use crate::pipeline::run::{self, RunOptions, StepReport};
+use crate::query;
+use crate::sample::{self, SampleSpec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Raw files to bronze/silver/gold Delta tables by SQL steps"
+)]
+pub struct Cli {
+    /// Config file (default: config/strata.toml when it exists in the working directory).
+    #[arg(long, global = true, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Lake root directory (overrides lake.root).
+    #[arg(long, global = true)]
+    pub lake: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest raw files and run every SQL step (or a selection) into Delta tables.
+    Run {
+        /// Only these tables' steps (layer.name); repeatable.
+        #[arg(long, num_args = 1..)]
+        select: Vec<String>,
+        /// Also run every step downstream of the selection.
+        #[arg(long)]
+        downstream: bool,
+        /// Rebuild from scratch: re-ingest every file and overwrite every table.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// List every table with layer, current version, rows and last commit time.
+    Tables {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Every version of a table: timestamp, operation, rows written, the run that wrote it.
+    History {
+        table: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run read-only SQL over the lake (time travel: table_version('t', N), table_as_of('t', 'ts')).
+    Query {
+        sql: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Commit a new version of TABLE equal to an older version (Delta RESTORE).
+    Restore {
+        table: String,
+        #[arg(long)]
+        version: u64,
+    },
+    /// Print the step graph.
+    Dag {
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Write seeded MovieLens-1M-format sample data (ratings.dat, movies.dat, users.dat).
+    Sample {
+        /// Users (default 6,040, or scaled with --ratings).
+        #[arg(long)]
+        users: Option<u32>,
+        /// Movies (default 3,706, or scaled with --ratings).
+        #[arg(long)]
+        items: Option<u32>,
+        /// Ratings (default 1,000,209).
+        #[arg(long)]
+        ratings: Option<u64>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory (default: the configured raw directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs a parsed command line. `env` is the process environment (passed in for testability).
+pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let config = load_config(&cli, env, &cwd)?;
+    match cli.command {
+        Command::Run {
+            select,
+            downstream,
+            full_refresh,
+        } => {
+            let options = RunOptions {
+                select: parse_tables(&select)?,
+                downstream,
+                full_refresh,
+            };
+            let summary = run::run(Arc::new(config), &options, print_step).await?;
+            let failures: Vec<&StepReport> =
+                summary.steps.iter().filter(|s| s.error.is_some()).collect();
+            for failed in &failures {
+                eprintln!("error: {}", failed.error.as_deref().unwrap_or_default());
+            }
+            if summary.failed() > 0 {
+                return Err(Error::RunFailed {
+                    failed: summary.failed(),
+                    skipped: summary.skipped(),
+                });
+            }
+            Ok(())
+        }
+        Command::Tables { format } => {
+            let lake = Lake::try_new(&config.lake_root)?;
+            let tables = inspect::tables(&lake).await?;
+            let columns = ["table", "layer", "version", "rows", "last_commit"];
+            println!("{}", output::rows(&tables, &columns, format)?);
+            Ok(())
+        }
+        Command::History { table, format } => {
+            let lake = Lake::try_new(&config.lake_root)?;
+            let table: TableName = table.parse()?;
+            let entries = inspect::history(&lake, &table).await?;
+            let columns = [
+                "version",
+                "timestamp",
+                "operation",
+                "rows_written",
+                "run_id",
+                "step",
+            ];
+            println!("{}", output::rows(&entries, &columns, format)?);
+            Ok(())
+        }
+        Command::Query { sql, format } => {
+            let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+            let result = query::run(&lake, &config.datafusion, &sql).await?;
+            println!(
+                "{}",
+                output::batches(&result.schema, &result.batches, format)?
+            );
+            Ok(())
+        }
+        Command::Restore { table, version } => {
+            let lake = Lake::try_new(&config.lake_root)?;
+            let table: TableName = table.parse()?;
+            let new_version = inspect::restore(&lake, &table, version).await?;
+            println!(
+                "{table} restored to the contents of version {version} as version {new_version}"
+            );
+            Ok(())
+        }
+        Command::Dag { format } => {
+            let lake = Lake::try_new(&config.lake_root)?;
+            let dag = Dag::build(&config, &lake)?;
+            print!("{}", dag.render(format));
+            Ok(())
+        }
+        Command::Sample {
+            users,
+            items,
+            ratings,
+            seed,
+            out,
+        } => {
+            let mut spec = match ratings {
+                Some(r) if users.is_none() && items.is_none() => SampleSpec::for_ratings(r),
+                _ => config.sample.spec,
+            };
+            if let Some(r) = ratings {
+                spec.ratings = r;
+            }
+            if let Some(u) = users {
+                spec.users = u;
+            }
+            if let Some(i) = items {
+                spec.items = i;
+            }
+            spec.seed = seed;
+            spec.validate().map_err(Error::Usage)?;
+            let dir = out.unwrap_or_else(|| config.ingest.raw_dir.clone());
+            let summary = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || sample::write_sample(&spec, &dir)
+            })
+            .await
+            .map_err(|e| Error::Usage(format!("sample generator panicked: {e}")))?
+            .map_err(|e| Error::io(&dir, e))?;
+            println!(
+                "wrote {} users, {} movies, {} ratings to {}",
+                summary.users,
+                summary.items,
+                summary.ratings,
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load_config(cli: &Cli, env: &[(String, String)], cwd: &Path) -> Result<Config> {
+    let default_file = cwd.join(DEFAULT_CONFIG_PATH);
+    let file = match &cli.config {
+        Some(path) => Some(path.clone()),
+        None if default_file.is_file() => Some(default_file),
+        None => None,
+    };
+    let overrides = Overrides {
+        lake_root: cli.lake.clone(),
+    };
+    Ok(Config::load(file.as_deref(), env, &overrides, cwd)?)
+}
+
+fn parse_tables(names: &[String]) -> Result<Vec<TableName>> {
+    names.iter().map(|n| n.parse()).collect()
+}
+
+/// One line per step: table, status, rows, Delta version, milliseconds, and a note.
+fn print_step(report: &StepReport) {
+    let rows = report
+        .rows
+        .map(|r| format!("{r} rows"))
+        .unwrap_or_else(|| "-".into());
+    let version = report
+        .version
+        .map(|v| format!("v{v}"))
+        .unwrap_or_else(|| "-".into());
+    let note = match report.status {
+        StepStatus::Failed => report
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .unwrap_or_default()
+            .to_string(),
+        _ => report.detail.clone(),
+    };
+    println!(
+        "{:<30} {:<9} {:>14} {:>5} {:>8} ms  {}",
+        report.table.to_string(),
+        report.status.as_str(),
+        rows,
+        version,
+        report.elapsed_ms,
+        note
+    );
+}

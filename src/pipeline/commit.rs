@@ -1,0 +1,250 @@
+//! Committing batches to a Delta table: one call, one Delta commit, or nothing.
+//!
+//! Owns the write modes (overwrite, append, replace-where, merge), the Strata metadata stamped into
+//! every commit (run id, step, input versions, fingerprint) and the casts that make DataFusion's
+//! output types storable in Delta (views to plain strings, unsigned to signed, nanoseconds to
+//! microseconds). It does not decide *what* to write; callers do.
+//!
+//! Invariant: a write either commits one new version or fails leaving the table at its previous
+//! version (Delta's optimistic commit: data files are written first, the log entry last).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+
+use crate::catalog::{Lake, TableName};
+use crate::error::{Error, Result};
+
+/// Commit metadata keys, stored at the top level of Delta's `commitInfo`.
+pub const META_RUN_ID: &str = "strata.run_id";
+pub const META_STEP: &str = "strata.step";
+pub const META_INPUTS: &str = "strata.inputs";
+pub const META_FINGERPRINT: &str = "strata.fingerprint";
+
+/// Who wrote a commit and from what: lets `strata history` name the run and lets a rerun skip a step
+/// whose SQL, settings and input versions are unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct CommitMeta {
+    pub run_id: String,
+    pub step: String,
+    pub inputs: BTreeMap<String, u64>,
+    pub fingerprint: Option<String>,
+}
+
+impl CommitMeta {
+    fn properties(&self) -> CommitProperties {
+        let mut meta: Vec<(String, Value)> = vec![
+            (META_RUN_ID.into(), json!(self.run_id)),
+            (META_STEP.into(), json!(self.step)),
+            (META_INPUTS.into(), json!(self.inputs)),
+        ];
+        if let Some(f) = &self.fingerprint {
+            meta.push((META_FINGERPRINT.into(), json!(f)));
+        }
+        CommitProperties::default().with_metadata(meta)
+    }
+}
+
+/// How the batches become the next version.
+#[derive(Debug, Clone)]
+pub enum WriteMode {
+    /// Replace everything (schema changes allowed).
+    Overwrite { partition_by: Vec<String> },
+    /// Add rows.
+    Append { partition_by: Vec<String> },
+    /// Replace exactly the rows matching a SQL predicate; every new row must match it too.
+    ReplaceWhere { predicate: String },
+    /// Upsert on key columns.
+    Merge { keys: Vec<String> },
+}
+
+/// Writes `batches` to `table` in one commit and returns the new version.
+pub async fn commit(
+    lake: &Lake,
+    table: &TableName,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    mode: WriteMode,
+    meta: &CommitMeta,
+) -> Result<u64> {
+    let schema = delta_schema(&schema);
+    let mut converted = Vec::with_capacity(batches.len().max(1));
+    for batch in batches {
+        converted.push(to_delta_batch(&batch, &schema)?);
+    }
+    if converted.is_empty() {
+        // deltalake needs at least one batch to know the schema of an empty result.
+        converted.push(RecordBatch::new_empty(Arc::clone(&schema)));
+    }
+    let delta = lake.open_for_write(table).await?;
+    let exists = delta.version().is_some();
+    let properties = meta.properties();
+    let written = match mode {
+        WriteMode::Merge { keys } if exists => {
+            merge(delta, Arc::clone(&schema), converted, &keys, properties).await
+        }
+        WriteMode::Overwrite { partition_by } | WriteMode::Append { partition_by } if !exists => {
+            delta
+                .write(converted)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_partition_columns(partition_by)
+                .with_commit_properties(properties)
+                .await
+        }
+        WriteMode::Merge { .. } | WriteMode::ReplaceWhere { .. } if !exists => {
+            delta
+                .write(converted)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_commit_properties(properties)
+                .await
+        }
+        WriteMode::Overwrite { partition_by } => {
+            delta
+                .write(converted)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite)
+                .with_partition_columns(partition_by)
+                .with_commit_properties(properties)
+                .await
+        }
+        WriteMode::Append { .. } => {
+            delta
+                .write(converted)
+                .with_save_mode(SaveMode::Append)
+                .with_commit_properties(properties)
+                .await
+        }
+        WriteMode::ReplaceWhere { predicate } => {
+            delta
+                .write(converted)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate)
+                .with_commit_properties(properties)
+                .await
+        }
+        WriteMode::Merge { .. } => unreachable!("merge into an existing table is handled above"),
+    }
+    .map_err(|e| Error::delta(table, e))?;
+    Ok(written.version().unwrap_or(0))
+}
+
+async fn merge(
+    delta: DeltaTable,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    keys: &[String],
+    properties: CommitProperties,
+) -> deltalake::DeltaResult<DeltaTable> {
+    let ctx = SessionContext::new();
+    let source = ctx.read_batches(batches)?;
+    let predicate = keys
+        .iter()
+        .map(|k| format!("t.{q} = s.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let updated: Vec<&String> = columns.iter().filter(|c| !keys.contains(c)).collect();
+    let (table, _metrics) = delta
+        .merge(source, predicate)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(properties)
+        .when_matched_update(|mut update| {
+            for column in &updated {
+                update = update.update(quote_ident(column), format!("s.{}", quote_ident(column)));
+            }
+            update
+        })?
+        .when_not_matched_insert(|mut insert| {
+            for column in &columns {
+                insert = insert.set(quote_ident(column), format!("s.{}", quote_ident(column)));
+            }
+            insert
+        })?
+        .await?;
+    Ok(table)
+}
+
+/// Double-quotes an identifier for SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string as a SQL literal.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The last commit's metadata of an existing table, if any.
+pub async fn last_commit_meta(
+    delta: &DeltaTable,
+) -> Option<std::collections::HashMap<String, Value>> {
+    let infos: Vec<_> = delta.history(Some(1)).try_collect().await.ok()?;
+    infos.into_iter().next().map(|ci| ci.info)
+}
+
+/// Maps Arrow types that Delta cannot store to ones it can.
+fn delta_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::UInt8 | DataType::Int8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::Date64 => DataType::Date32,
+        DataType::Dictionary(_, value) => delta_type(value),
+        DataType::List(field) | DataType::LargeList(field) | DataType::ListView(field) => {
+            DataType::List(delta_field(field))
+        }
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(delta_field).collect()),
+        other => other.clone(),
+    }
+}
+
+fn delta_field(field: &FieldRef) -> FieldRef {
+    Arc::new(Field::new(
+        field.name(),
+        delta_type(field.data_type()),
+        field.is_nullable(),
+    ))
+}
+
+/// The Delta-storable version of a schema (all columns nullable: Delta enforces NOT NULL strictly and
+/// DataFusion's nullability inference is conservative in the other direction).
+pub fn delta_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), delta_type(f.data_type()), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn to_delta_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

@@ -1,0 +1,517 @@
+//! The step graph: which tables the pipeline builds and in what order.
+//!
+//! Nodes are ingest steps (one per configured source, producing `bronze.<source>`) and SQL steps (one
+//! per `sql/<layer>/<name>.sql`, producing `layer.name`). Edges are read from the SQL itself with
+//! DataFusion's `resolve_table_references`: nobody declares the DAG by hand.
+//!
+//! Invariants after [`Dag::build`]: every SQL file is a single `SELECT`/`WITH` query; every table it
+//! reads is produced by another step or already exists in the lake; the graph has no cycle; `order`
+//! lists the steps so that each comes after everything it reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use datafusion::common::TableReference;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::resolve::resolve_table_references;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use toml::Table;
+
+use crate::catalog::{Lake, Layer, TableName};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pipeline::settings::{self, StepSettings};
+
+/// Table functions that may appear in FROM clauses; they are not tables.
+const TABLE_FUNCTIONS: [&str; 4] = ["table_version", "table_as_of", "generate_series", "range"];
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// Ingest the configured source of this name into `bronze.<name>`.
+    Ingest { source: String },
+    /// Run a SQL query into the table.
+    Sql(Box<SqlStep>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStep {
+    pub file: PathBuf,
+    pub sql: String,
+    pub settings: StepSettings,
+}
+
+/// One step of the pipeline and the tables it reads.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub table: TableName,
+    pub kind: StepKind,
+    pub reads: BTreeSet<TableName>,
+}
+
+impl Step {
+    /// Where the step is defined, for messages: the SQL file or the config source.
+    pub fn origin(&self) -> String {
+        match &self.kind {
+            StepKind::Ingest { source } => format!("source {source}"),
+            StepKind::Sql(sql) => sql.file.display().to_string(),
+        }
+    }
+}
+
+/// The validated step graph.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    steps: BTreeMap<TableName, Step>,
+    order: Vec<TableName>,
+}
+
+impl Dag {
+    /// Reads the SQL directory and the configured sources and checks the graph.
+    pub fn build(config: &Config, lake: &Lake) -> Result<Dag> {
+        let mut steps = BTreeMap::new();
+        for source in config.sources.keys() {
+            let table = TableName::new(Layer::Bronze, source.clone());
+            steps.insert(
+                table.clone(),
+                Step {
+                    table,
+                    kind: StepKind::Ingest {
+                        source: source.clone(),
+                    },
+                    reads: BTreeSet::new(),
+                },
+            );
+        }
+        let mut problems = Vec::new();
+        for (table, file) in sql_files(&config.sql_dir)? {
+            match read_sql_step(&table, &file, config.steps.get(&table)) {
+                Ok(step) => {
+                    if let Some(existing) = steps.get(&table) {
+                        problems.push(format!(
+                            "{}: table {table} is also produced by {}",
+                            file.display(),
+                            existing.origin()
+                        ));
+                    } else {
+                        steps.insert(table, step);
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        for step in steps.values() {
+            for read in &step.reads {
+                if !steps.contains_key(read) && !lake.exists(read) {
+                    problems.push(format!(
+                        "{}: reads {read}, which no step produces and the lake does not hold",
+                        step.origin()
+                    ));
+                }
+            }
+        }
+        for table in config.steps.keys() {
+            if !steps.contains_key(table) {
+                problems.push(format!(
+                    "config [steps.\"{table}\"]: no SQL file {}/{}/{}.sql",
+                    config.sql_dir.display(),
+                    table.layer,
+                    table.name
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Dag(problems.join("\n")));
+        }
+        let order = topological_order(&steps)?;
+        Ok(Dag { steps, order })
+    }
+
+    /// Steps in dependency order.
+    pub fn ordered(&self) -> impl Iterator<Item = &Step> {
+        self.order.iter().map(|t| &self.steps[t])
+    }
+
+    pub fn step(&self, table: &TableName) -> Option<&Step> {
+        self.steps.get(table)
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The steps to run for `--select` (plus everything downstream of them with `downstream`).
+    /// An empty selection means every step.
+    pub fn select(&self, selected: &[TableName], downstream: bool) -> Result<BTreeSet<TableName>> {
+        if selected.is_empty() {
+            return Ok(self.steps.keys().cloned().collect());
+        }
+        let mut chosen = BTreeSet::new();
+        for table in selected {
+            if !self.steps.contains_key(table) {
+                return Err(Error::Usage(format!(
+                    "--select {table}: no step produces it (see `strata dag`)"
+                )));
+            }
+            chosen.insert(table.clone());
+        }
+        if downstream {
+            // `order` is topological, so one pass in order reaches every transitive dependant.
+            for table in &self.order {
+                if self.steps[table].reads.iter().any(|r| chosen.contains(r)) {
+                    chosen.insert(table.clone());
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// The graph as text (`strata dag`): `text`, `dot` or `mermaid`.
+    pub fn render(&self, format: DagFormat) -> String {
+        let mut out = String::new();
+        match format {
+            DagFormat::Text => {
+                for step in self.ordered() {
+                    let kind = match &step.kind {
+                        StepKind::Ingest { .. } => "ingest".to_string(),
+                        StepKind::Sql(sql) => format!(
+                            "sql {}",
+                            sql.settings.materialization.unwrap_or_default().as_str()
+                        ),
+                    };
+                    let reads: Vec<String> = step.reads.iter().map(|t| t.to_string()).collect();
+                    let _ = write!(out, "{} [{kind}] <- {}", step.table, step.origin());
+                    if !reads.is_empty() {
+                        let _ = write!(out, " reads {}", reads.join(", "));
+                    }
+                    out.push('\n');
+                }
+            }
+            DagFormat::Dot => {
+                out.push_str("digraph strata {\n  rankdir=LR;\n");
+                for step in self.ordered() {
+                    let shape = match step.kind {
+                        StepKind::Ingest { .. } => "cylinder",
+                        StepKind::Sql(_) => "box",
+                    };
+                    let _ = writeln!(out, "  \"{}\" [shape={shape}];", step.table);
+                    for read in &step.reads {
+                        let _ = writeln!(out, "  \"{read}\" -> \"{}\";", step.table);
+                    }
+                }
+                out.push_str("}\n");
+            }
+            DagFormat::Mermaid => {
+                out.push_str("flowchart LR\n");
+                for step in self.ordered() {
+                    let id = mermaid_id(&step.table);
+                    match step.kind {
+                        StepKind::Ingest { .. } => {
+                            let _ = writeln!(out, "  {id}[(\"{}\")]", step.table);
+                        }
+                        StepKind::Sql(_) => {
+                            let _ = writeln!(out, "  {id}[\"{}\"]", step.table);
+                        }
+                    }
+                    for read in &step.reads {
+                        let _ = writeln!(out, "  {} --> {id}", mermaid_id(read));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Output formats of `strata dag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DagFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+fn mermaid_id(table: &TableName) -> String {
+    format!("{}_{}", table.layer, table.name)
+}
+
+/// Every `<sql_dir>/<layer>/<name>.sql`, sorted. Files elsewhere are ignored; a `.sql` file with an
+/// invalid table name or in the `system` layer is an error.
+fn sql_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf)>> {
+    let mut files = Vec::new();
+    if !sql_dir.is_dir() {
+        return Ok(files);
+    }
+    for layer in [Layer::Bronze, Layer::Silver, Layer::Gold, Layer::System] {
+        let dir = sql_dir.join(layer.as_str());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if layer == Layer::System {
+                return Err(Error::Dag(format!(
+                    "{}: the system layer is Strata's own; put steps under bronze, silver or gold",
+                    path.display()
+                )));
+            }
+            TableName::validate_name(&stem)
+                .map_err(|message| Error::Dag(format!("{}: {message}", path.display())))?;
+            files.push((TableName::new(layer, stem), path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses one SQL step; its reads come from the query's table references.
+fn read_sql_step(table: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
+    let sql = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let header = settings::parse_header(file, &sql)?;
+    let settings = settings::resolve(file, header, config)?;
+    let statement = parse_single_query(file, &sql)?;
+    let (references, _ctes) =
+        resolve_table_references(&statement, true).map_err(|e| Error::Sql {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let mut reads = BTreeSet::new();
+    for reference in references {
+        if let Some(read) = referenced_table(file, &reference)? {
+            if &read == table {
+                return Err(Error::Dag(format!(
+                    "cycle: {} reads its own table {table}",
+                    file.display()
+                )));
+            }
+            reads.insert(read);
+        }
+    }
+    Ok(Step {
+        table: table.clone(),
+        kind: StepKind::Sql(Box::new(SqlStep {
+            file: file.to_path_buf(),
+            sql,
+            settings,
+        })),
+        reads,
+    })
+}
+
+/// Parses the file as exactly one `SELECT` / `WITH` query.
+pub fn parse_single_query(file: &Path, sql: &str) -> Result<Statement> {
+    let sql_error = |message: String| Error::Sql {
+        file: file.to_path_buf(),
+        message,
+    };
+    let mut statements = DFParser::parse_sql(sql).map_err(|e| sql_error(e.to_string()))?;
+    if statements.len() != 1 {
+        return Err(sql_error(format!(
+            "a step file holds exactly one SELECT query, found {} statements",
+            statements.len()
+        )));
+    }
+    let statement = statements.pop_front().expect("one statement");
+    match &statement {
+        Statement::Statement(inner) if matches!(inner.as_ref(), SqlStatement::Query(_)) => {
+            Ok(statement)
+        }
+        other => Err(sql_error(format!(
+            "a step file holds one SELECT query, found: {}",
+            first_words(&other.to_string())
+        ))),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
+}
+
+/// Maps a table reference to a lake table; table functions map to `None`.
+fn referenced_table(file: &Path, reference: &TableReference) -> Result<Option<TableName>> {
+    let dag_error = |message: String| Error::Dag(format!("{}: {message}", file.display()));
+    match reference {
+        TableReference::Bare { table } => {
+            if TABLE_FUNCTIONS.contains(&table.as_ref()) {
+                Ok(None)
+            } else {
+                Err(dag_error(format!(
+                    "unqualified table {table}: name lake tables as layer.name, e.g. silver.{table}"
+                )))
+            }
+        }
+        TableReference::Partial { schema, table } => format!("{schema}.{table}")
+            .parse::<TableName>()
+            .map(Some)
+            .map_err(|e| dag_error(e.to_string())),
+        TableReference::Full {
+            catalog,
+            schema,
+            table,
+        } => {
+            if catalog.as_ref() != "datafusion" {
+                return Err(dag_error(format!("unknown catalog {catalog}")));
+            }
+            format!("{schema}.{table}")
+                .parse::<TableName>()
+                .map(Some)
+                .map_err(|e| dag_error(e.to_string()))
+        }
+    }
+}
+
+/// Kahn's algorithm with a sorted ready set, so the order is deterministic. On a cycle, names the files
+/// along it.
+fn topological_order(steps: &BTreeMap<TableName, Step>) -> Result<Vec<TableName>> {
+    let mut remaining: BTreeMap<&TableName, usize> = steps
+        .values()
+        .map(|s| {
+            let internal = s.reads.iter().filter(|r| steps.contains_key(*r)).count();
+            (&s.table, internal)
+        })
+        .collect();
+    let mut ready: BTreeSet<&TableName> = remaining
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(t, _)| *t)
+        .collect();
+    let mut order = Vec::with_capacity(steps.len());
+    while let Some(next) = ready.pop_first() {
+        remaining.remove(next);
+        order.push(next.clone());
+        for step in steps.values() {
+            if step.reads.contains(next) {
+                let n = remaining.get_mut(&step.table).expect("unvisited step");
+                *n -= 1;
+                if *n == 0 {
+                    ready.insert(&step.table);
+                }
+            }
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(order);
+    }
+    let unsorted: BTreeSet<&TableName> = remaining.keys().copied().collect();
+    Err(Error::Dag(describe_cycle(steps, &unsorted)))
+}
+
+/// Walks read edges among the steps Kahn's algorithm could not sort until one repeats: that loop is a
+/// cycle. Every unsorted step reads another unsorted step, so the walk always finds one.
+fn describe_cycle(steps: &BTreeMap<TableName, Step>, unsorted: &BTreeSet<&TableName>) -> String {
+    let start = *unsorted.first().expect("a cycle has at least one step");
+    let mut path = vec![start];
+    loop {
+        let current = path.last().expect("non-empty path");
+        let next = steps[*current]
+            .reads
+            .iter()
+            .find(|r| unsorted.contains(r))
+            .expect("every unsorted step reads another unsorted step");
+        if let Some(pos) = path.iter().position(|t| *t == next) {
+            let cycle: Vec<String> = path[pos..]
+                .iter()
+                .chain(std::iter::once(&next))
+                .map(|t| format!("{} ({})", t, steps[*t].origin()))
+                .collect();
+            return format!("cycle between steps: {}", cycle.join(" reads "));
+        }
+        path.push(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(table: &str, reads: &[&str]) -> Step {
+        Step {
+            table: table.parse().unwrap(),
+            kind: StepKind::Sql(Box::new(SqlStep {
+                file: format!("sql/{}.sql", table.replace('.', "/")).into(),
+                sql: String::new(),
+                settings: StepSettings::default(),
+            })),
+            reads: reads.iter().map(|r| r.parse().unwrap()).collect(),
+        }
+    }
+
+    fn graph(steps: Vec<Step>) -> BTreeMap<TableName, Step> {
+        steps.into_iter().map(|s| (s.table.clone(), s)).collect()
+    }
+
+    #[test]
+    fn order_puts_every_step_after_what_it_reads() {
+        let steps = graph(vec![
+            step("gold.b", &["silver.a", "silver.c"]),
+            step("silver.a", &["bronze.raw"]),
+            step("silver.c", &["silver.a"]),
+            step("bronze.raw", &[]),
+        ]);
+        let order = topological_order(&steps).unwrap();
+        let names: Vec<String> = order.iter().map(|t| t.to_string()).collect();
+        assert_eq!(names, ["bronze.raw", "silver.a", "silver.c", "gold.b"]);
+    }
+
+    #[test]
+    fn a_cycle_names_the_files_on_it() {
+        let steps = graph(vec![
+            step("silver.a", &["silver.b"]),
+            step("silver.b", &["silver.c"]),
+            step("silver.c", &["silver.a"]),
+            step("gold.d", &["silver.c"]),
+        ]);
+        let err = topological_order(&steps).unwrap_err().to_string();
+        for file in ["sql/silver/a.sql", "sql/silver/b.sql", "sql/silver/c.sql"] {
+            assert!(err.contains(file), "{err}");
+        }
+        assert!(!err.contains("gold/d"), "{err}");
+    }
+
+    #[test]
+    fn only_a_single_select_is_a_step() {
+        let file = Path::new("sql/silver/x.sql");
+        assert!(parse_single_query(file, "WITH a AS (SELECT 1) SELECT * FROM a").is_ok());
+        let err = parse_single_query(file, "SELECT 1; SELECT 2").unwrap_err();
+        assert!(err.to_string().contains("2 statements"), "{err}");
+        let err = parse_single_query(file, "DROP TABLE silver.x").unwrap_err();
+        assert!(err.to_string().contains("sql/silver/x.sql"), "{err}");
+        let err = parse_single_query(file, "SELEC 1").unwrap_err();
+        assert!(err.to_string().contains("sql/silver/x.sql"), "{err}");
+    }
+
+    #[test]
+    fn references_map_to_tables_and_table_functions_are_not_tables() {
+        let file = Path::new("f.sql");
+        let stmt = parse_single_query(
+            file,
+            "WITH r AS (SELECT * FROM silver.ratings) \
+             SELECT * FROM r JOIN gold.x USING (id) \
+             UNION ALL SELECT * FROM table_version('gold.x', 1)",
+        )
+        .unwrap();
+        let (refs, _) = resolve_table_references(&stmt, true).unwrap();
+        let tables: Vec<String> = refs
+            .iter()
+            .filter_map(|r| referenced_table(file, r).unwrap())
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(tables, ["gold.x", "silver.ratings"]);
+        let stmt = parse_single_query(file, "SELECT * FROM ratings").unwrap();
+        let (refs, _) = resolve_table_references(&stmt, true).unwrap();
+        assert!(referenced_table(file, &refs[0]).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! The pipeline: ingest steps and SQL steps, ordered by the tables they read, run into Delta tables.
+//!
+//! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step` and
+//! `sql_step` run one step each, `expectations` checks a result before commit, `commit` writes it,
+//! and `run` schedules a whole run and records it in `system.runs`.
+//!
+//! Invariant: a step commits at most once per run and only after its result passed its expectations;
+//! a failed step leaves its table at the previous version and every step downstream is skipped.
+
+pub mod commit;
+pub mod dag;
+pub mod expectations;
+pub mod ingest_step;
+pub mod run;
+pub mod settings;
+pub mod sql_step;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::Lake;
+use crate::config::Config;
+
+/// What every step of a run shares.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub lake: Arc<Lake>,
+    pub config: Arc<Config>,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    /// Rebuild everything: re-ingest every file, overwrite every table, ignore fingerprints.
+    pub full_refresh: bool,
+}
+
+/// What happened to a step's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// A new version was committed.
+    Committed,
+    /// Inputs unchanged since the last commit: nothing written.
+    Unchanged,
+    /// The step failed; its table is at the previous version.
+    Failed,
+    /// Not run because a step it reads failed.
+    Skipped,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Committed => "committed",
+            StepStatus::Unchanged => "unchanged",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// The outcome of a successful step.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub status: StepStatus,
+    /// Rows in the table after the step.
+    pub rows: u64,
+    /// The table's current version after the step.
+    pub version: u64,
+    /// A short human note ("1 file(s) ingested, 0 rejected line(s)").
+    pub detail: String,
+}

@@ -1,0 +1,37 @@
+//! Read-only SQL over the lake, for `strata query` (and later the HTTP API).
+//!
+//! Queries are planned with DDL, DML and `SET` disallowed (DataFusion `SQLOptions`), so nothing typed
+//! here can change a table: `INSERT INTO silver.x` would otherwise commit a Delta version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::catalog::Lake;
+use crate::error::{Error, Result};
+use crate::pipeline::sql_step::read_only;
+
+/// A query's full result.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Runs one read-only statement and collects its result.
+pub async fn run(
+    lake: &Arc<Lake>,
+    options: &BTreeMap<String, String>,
+    sql: &str,
+) -> Result<QueryResult> {
+    let ctx = lake.session(options)?;
+    let frame = ctx
+        .sql_with_options(sql, read_only())
+        .await
+        .map_err(Error::Query)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(Error::Query)?;
+    Ok(QueryResult { schema, batches })
+}

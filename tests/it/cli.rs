@@ -1,0 +1,174 @@
+//! The command line through the real binary: config errors, output formats, read-only queries, the
+//! DAG view and the sample generator.
+
+use crate::project::Project;
+
+#[test]
+fn config_problems_are_all_reported_with_file_and_key_and_exit_2() {
+    let project = Project::new();
+    project.write(
+        "config/strata.toml",
+        "[lake]\nrooot = \"x\"\n[ingest]\nraw_dirr = \"y\"\n",
+    );
+    let out = project.strata(&["tables"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("strata.toml: lake.rooot: unknown key"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("strata.toml: ingest.raw_dirr: unknown key"),
+        "{stderr}"
+    );
+
+    let out = project.strata(&["--config", "missing.toml", "tables"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_paths_are_relative_to_the_config_file_from_any_directory() {
+    let project = Project::movielens();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = project.path("config/strata.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(elsewhere.path())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--select",
+            "bronze.users",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(project.path("lake/bronze/users/_delta_log").is_dir());
+}
+
+#[test]
+fn query_prints_json_csv_and_table_and_refuses_writes() {
+    let project = Project::movielens();
+    project.ok(&["run", "--select", "bronze.users"]);
+    let sql = "SELECT user_id, gender FROM bronze.users WHERE user_id <= 2 ORDER BY user_id";
+    assert_eq!(
+        project.ok(&["query", sql, "--format", "json"]).trim(),
+        r#"[{"user_id":1,"gender":"F"},{"user_id":2,"gender":"M"}]"#
+    );
+    assert_eq!(
+        project.ok(&["query", sql, "--format", "csv"]).trim(),
+        "user_id,gender\n1,F\n2,M"
+    );
+    let table = project.ok(&["query", sql]);
+    assert!(table.contains("| user_id | gender |"), "{table}");
+
+    for write in [
+        "INSERT INTO bronze.users VALUES (9, 'F', 1, 1, '1', 'x', now())",
+        "DROP TABLE bronze.users",
+        "CREATE TABLE t AS SELECT 1",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let out = project.strata(&["query", write]);
+        assert_eq!(out.status.code(), Some(1), "{write} must be refused");
+    }
+    assert_eq!(project.versions()["bronze.users"].0, 0);
+}
+
+#[test]
+fn tables_lists_every_table_with_version_and_rows() {
+    let project = Project::movielens();
+    project.ok(&["run"]);
+    let versions = project.versions();
+    for table in [
+        "bronze.movies",
+        "bronze.movies__rejects",
+        "system.ingested_files",
+        "system.runs",
+        "gold.genre_popularity",
+    ] {
+        assert!(
+            versions.contains_key(table),
+            "{table} missing from {versions:?}"
+        );
+    }
+    assert_eq!(versions["bronze.users"], (0, 6));
+    let text = project.ok(&["tables"]);
+    assert!(text.contains("silver.movie_ratings"), "{text}");
+}
+
+#[test]
+fn dag_renders_text_dot_and_mermaid() {
+    let project = Project::movielens();
+    let text = project.ok(&["dag"]);
+    let pos = |t: &str| {
+        text.find(&format!("{t} ["))
+            .unwrap_or_else(|| panic!("{t} not in {text}"))
+    };
+    assert!(pos("bronze.ratings") < pos("silver.ratings"));
+    assert!(pos("silver.ratings") < pos("silver.movie_ratings"));
+    assert!(pos("silver.movie_ratings") < pos("gold.movie_stats"));
+    assert!(pos("gold.movie_stats") < pos("gold.top_movies"));
+    let dot = project.ok(&["dag", "--format", "dot"]);
+    assert!(
+        dot.contains("\"gold.movie_stats\" -> \"gold.top_movies\";"),
+        "{dot}"
+    );
+    let mermaid = project.ok(&["dag", "--format", "mermaid"]);
+    assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
+    assert!(
+        mermaid.contains("silver_ratings --> silver_als_input"),
+        "{mermaid}"
+    );
+}
+
+#[test]
+fn generated_sample_round_trips_through_ingest_with_zero_rejects() {
+    let project = Project::new();
+    project.copy_repo_sql();
+    project.write(
+        "config/strata.toml",
+        "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\n[sql]\ndir = \"../sql\"\n\
+         [sample]\ngenerate_if_empty = true\nusers = 60\nitems = 200\nratings = 3000\nseed = 7\n",
+    );
+    let out = project.ok(&["run"]);
+    assert!(out.contains("bronze.ratings"), "{out}");
+    let versions = project.versions();
+    assert_eq!(versions["bronze.ratings"].1, 3000);
+    assert_eq!(versions["bronze.users"].1, 60);
+    assert_eq!(versions["bronze.movies"].1, 200);
+    for rejects in [
+        "bronze.ratings__rejects",
+        "bronze.movies__rejects",
+        "bronze.users__rejects",
+    ] {
+        assert_eq!(versions[rejects].1, 0, "{rejects}");
+    }
+    assert_eq!(versions["silver.ratings"].1, 3000);
+
+    // Same seed, same bytes.
+    let again = Project::new();
+    again.ok(&[
+        "sample",
+        "--users",
+        "60",
+        "--items",
+        "200",
+        "--ratings",
+        "3000",
+        "--seed",
+        "7",
+        "--out",
+        "raw",
+    ]);
+    for file in ["ratings.dat", "movies.dat", "users.dat"] {
+        assert_eq!(
+            std::fs::read(project.path(&format!("raw/{file}"))).unwrap(),
+            std::fs::read(again.path(&format!("raw/{file}"))).unwrap(),
+            "{file} differs for the same seed"
+        );
+    }
+}

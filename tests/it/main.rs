@@ -1,0 +1,6 @@
+//! The one integration-test binary (one link of datafusion + deltalake, as in delta-rs).
+
+mod cli;
+mod pipeline;
+mod project;
+mod slt;
