@@ -12,12 +12,21 @@ use crate::catalog::{Lake, TableName};
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Overrides};
 use crate::error::{Error, Result};
 use crate::inspect;
+use crate::ml::als;
 use crate::output::{self, Format};
 use crate::pipeline::StepStatus;
 use crate::pipeline::dag::{Dag, DagFormat};
 use crate::pipeline::run::{self, RunOptions, StepReport};
 use crate::query;
 use crate::sample::{self, SampleSpec};
+
+/// Writes a line to stdout, ignoring a closed pipe (`strata tables | head` must not panic).
+macro_rules! emit {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,6 +89,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
         format: DagFormat,
     },
+    /// Measure components against their peers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Write seeded MovieLens-1M-format sample data (ratings.dat, movies.dat, users.dat).
     Sample {
         /// Users (default 6,040, or scaled with --ratings).
@@ -99,9 +111,44 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Train ALS on a TAB-separated `user item rating` train file, evaluate on a test file and print
+    /// one JSON object (rmse, precision/recall/ndcg/map@10, most-popular baseline, timings).
+    Als {
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        test: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        factors: usize,
+        #[arg(long, default_value_t = 10)]
+        iterations: usize,
+        #[arg(long, default_value_t = 0.1)]
+        regularization: f32,
+        /// Implicit-feedback ALS (confidence 1 + alpha * rating) instead of explicit ALS-WR.
+        #[arg(long)]
+        implicit: bool,
+        #[arg(long, default_value_t = 1.0)]
+        alpha: f32,
+        /// Learn user and item biases (explicit only).
+        #[arg(long)]
+        biases: bool,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
 /// Runs a parsed command line. `env` is the process environment (passed in for testability).
 pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    // Benchmarks read only their own files: no lake, no config needed.
+    if let Command::Bench(bench) = cli.command {
+        return run_bench(bench).await;
+    }
     let config = load_config(&cli, env, &cwd)?;
     match cli.command {
         Command::Run {
@@ -132,7 +179,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             let lake = Lake::try_new(&config.lake_root)?;
             let tables = inspect::tables(&lake).await?;
             let columns = ["table", "layer", "version", "rows", "last_commit"];
-            println!("{}", output::rows(&tables, &columns, format)?);
+            emit!("{}", output::rows(&tables, &columns, format)?);
             Ok(())
         }
         Command::History { table, format } => {
@@ -147,13 +194,13 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 "run_id",
                 "step",
             ];
-            println!("{}", output::rows(&entries, &columns, format)?);
+            emit!("{}", output::rows(&entries, &columns, format)?);
             Ok(())
         }
         Command::Query { sql, format } => {
             let lake = Arc::new(Lake::try_new(&config.lake_root)?);
             let result = query::run(&lake, &config.datafusion, &sql).await?;
-            println!(
+            emit!(
                 "{}",
                 output::batches(&result.schema, &result.batches, format)?
             );
@@ -163,17 +210,17 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             let lake = Lake::try_new(&config.lake_root)?;
             let table: TableName = table.parse()?;
             let new_version = inspect::restore(&lake, &table, version).await?;
-            println!(
-                "{table} restored to the contents of version {version} as version {new_version}"
-            );
+            emit!("{table} restored to the contents of version {version} as version {new_version}");
             Ok(())
         }
         Command::Dag { format } => {
             let lake = Lake::try_new(&config.lake_root)?;
             let dag = Dag::build(&config, &lake)?;
-            print!("{}", dag.render(format));
+            let rendered = dag.render(format);
+            emit!("{}", rendered.trim_end());
             Ok(())
         }
+        Command::Bench(_) => unreachable!("handled before loading the config"),
         Command::Sample {
             users,
             items,
@@ -204,7 +251,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             .await
             .map_err(|e| Error::Usage(format!("sample generator panicked: {e}")))?
             .map_err(|e| Error::io(&dir, e))?;
-            println!(
+            emit!(
                 "wrote {} users, {} movies, {} ratings to {}",
                 summary.users,
                 summary.items,
@@ -214,6 +261,43 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn run_bench(command: BenchCommand) -> Result<()> {
+    let BenchCommand::Als {
+        train,
+        test,
+        factors,
+        iterations,
+        regularization,
+        implicit,
+        alpha,
+        biases,
+        threads,
+        seed,
+    } = command;
+    let args = als::BenchArgs {
+        train,
+        test,
+        factors,
+        iterations,
+        regularization,
+        implicit,
+        alpha,
+        threads,
+        biases,
+        seed,
+        ..Default::default()
+    };
+    eprintln!(
+        "training {} ALS: {factors} factors, {iterations} iterations, regularization {regularization}",
+        if implicit { "implicit" } else { "explicit" }
+    );
+    let report = tokio::task::spawn_blocking(move || als::run_bench(&args))
+        .await
+        .map_err(|e| Error::Usage(format!("benchmark panicked: {e}")))??;
+    emit!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn load_config(cli: &Cli, env: &[(String, String)], cwd: &Path) -> Result<Config> {
@@ -252,7 +336,7 @@ fn print_step(report: &StepReport) {
             .to_string(),
         _ => report.detail.clone(),
     };
-    println!(
+    emit!(
         "{:<30} {:<9} {:>14} {:>5} {:>8} ms  {}",
         report.table.to_string(),
         report.status.as_str(),

@@ -94,6 +94,10 @@ pub enum Error {
         source: deltalake::DeltaTableError,
     },
 
+    /// `strata bench als` could not read its files or train.
+    #[error(transparent)]
+    Bench(#[from] crate::ml::als::BenchError),
+
     /// Output could not be serialised.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

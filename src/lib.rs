@@ -21,6 +21,7 @@
 //! - [`inspect`]: table list, version history, restore.
 //! - [`query`]: read-only SQL.
 //! - [`sample`]: the seeded MovieLens-shaped data generator.
+//! - [`ml`]: alternating least squares (training, recommendations, evaluation, `strata bench als`).
 //! - [`output`], [`cli`]: rendering and the command line.
 //!
 //! Every table is a plain Delta table, so Spark, DuckDB, pandas and polars read the lake directly.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod inspect;
+pub mod ml;
 pub mod output;
 pub mod pipeline;
 pub mod query;

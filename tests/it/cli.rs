@@ -172,3 +172,58 @@ fn generated_sample_round_trips_through_ingest_with_zero_rejects() {
         );
     }
 }
+
+#[test]
+fn bench_als_prints_one_json_object_with_the_peer_metrics() {
+    let project = Project::new();
+    // A small user x item matrix with structure: users like items of their own parity.
+    let mut train = String::from("user_id\titem_id\trating\ttimestamp\n");
+    let mut test = train.clone();
+    for user in 1..=40 {
+        for item in 1..=30 {
+            let rating = if (user + item) % 2 == 0 { 5 } else { 1 };
+            let line = format!("{user}\t{item}\t{rating}\t0\n");
+            if (user * 7 + item) % 5 == 0 {
+                test.push_str(&line);
+            } else if (user + item) % 3 != 0 {
+                train.push_str(&line);
+            }
+        }
+    }
+    project.write("train.tsv", &train);
+    project.write("test.tsv", &test);
+    let out = project.ok(&[
+        "bench",
+        "als",
+        "--train",
+        "train.tsv",
+        "--test",
+        "test.tsv",
+        "--threads",
+        "2",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in [
+        "rmse",
+        "precision_at_10",
+        "recall_at_10",
+        "ndcg_at_10",
+        "map_at_10",
+        "popular_precision_at_10",
+        "popular_ndcg_at_10",
+        "train_seconds",
+        "recommend_seconds",
+        "users",
+        "items",
+        "train_rows",
+        "test_rows",
+    ] {
+        assert!(report.get(key).is_some(), "{key} missing from {report}");
+    }
+    assert_eq!(report["users"], 40);
+    assert!(report["rmse"].as_f64().unwrap() < 1.0, "{report}");
+
+    let out = project.strata(&["bench", "als", "--train", "nope.tsv", "--test", "test.tsv"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.tsv"));
+}

@@ -291,3 +291,71 @@ fn time_travel_functions_and_restore_return_old_rows() {
     let out = project.strata(&["restore", "silver.ratings", "--version", "9"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn append_and_merge_materializations_and_partitions() {
+    let project = Project::new();
+    project.write(
+        "config/strata.toml",
+        "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\n[sql]\ndir = \"../sql\"\n\
+         [sample]\ngenerate_if_empty = false\n\
+         [sources.events]\nformat = \"csv\"\npath = \"events.csv\"\ncolumns = \"id bigint, kind string\"\n\
+         [steps.\"silver.events_by_kind\"]\npartition_by = [\"kind\"]\n",
+    );
+    project.write_raw("events.csv", b"id,kind\n1,click\n2,view\n");
+    project.write(
+        "sql/silver/events_log.sql",
+        "-- strata: materialization = \"append\"\nSELECT id, kind FROM bronze.events",
+    );
+    project.write(
+        "sql/silver/events_latest.sql",
+        "-- strata: materialization = \"merge\"\n-- strata: unique_key = [\"id\"]\n\
+         SELECT id, kind FROM bronze.events",
+    );
+    project.write(
+        "sql/silver/events_by_kind.sql",
+        "SELECT id, kind FROM bronze.events",
+    );
+    project.ok(&["run"]);
+    project.ok(&["run"]);
+    assert_eq!(
+        project.count("SELECT count(*) AS n FROM silver.events_log"),
+        2,
+        "an unchanged rerun must not append again"
+    );
+    assert!(
+        project
+            .path("lake/silver/events_by_kind/kind=click")
+            .is_dir()
+    );
+
+    project.write_raw("events.csv", b"id,kind\n2,buy\n3,view\n");
+    project.ok(&["run"]);
+    assert_eq!(
+        project.count("SELECT count(*) AS n FROM silver.events_log"),
+        4
+    );
+    let latest = project.query("SELECT id, kind FROM silver.events_latest ORDER BY id");
+    assert_eq!(
+        latest,
+        serde_json::json!([
+            {"id": 1, "kind": "click"},
+            {"id": 2, "kind": "buy"},
+            {"id": 3, "kind": "view"}
+        ])
+        .as_array()
+        .unwrap()
+        .clone()
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&project.ok(&["history", "silver.events_latest", "--format", "json"]))
+            .unwrap();
+    assert_eq!(history[0]["operation"], "MERGE");
+
+    // --full-refresh rebuilds append tables from scratch.
+    project.ok(&["run", "--full-refresh"]);
+    assert_eq!(
+        project.count("SELECT count(*) AS n FROM silver.events_log"),
+        2
+    );
+}

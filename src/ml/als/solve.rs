@@ -1,0 +1,503 @@
+//! Small dense linear algebra for ALS: dot/axpy kernels, a Cholesky solver
+//! for the explicit normal equations and a conjugate-gradient loop for the
+//! implicit ones.
+//!
+//! Owns: numerics on caller-provided slices only. It does not know about
+//! users, items or ratings (that is `model.rs`) and never allocates, so the
+//! training hot loop can call it once per user without touching the heap.
+//!
+//! Invariant: every reduction here runs in a fixed order that depends only on
+//! the slice length, never on threads or timing, so the same inputs give
+//! bit-identical outputs. Matrices are dense, row-major, `n * n`.
+
+/// Lanes used by the f32 kernels. Eight independent accumulators let LLVM keep
+/// two SSE (or one AVX) registers busy without needing `-ffast-math` style
+/// reassociation, and they fix the summation order, which keeps results
+/// deterministic.
+const LANES: usize = 8;
+
+/// `a · b` in f32 with a fixed 8-lane summation order.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    let mut acc = [0.0f32; LANES];
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ar.iter().zip(br) {
+        tail += x * y;
+    }
+    // Pairwise fold of the lanes: fixed order, a little more accurate.
+    let s4 = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+}
+
+/// `[y0·p, y1·p, y2·p, y3·p]`: four dot products sharing each load of `p`,
+/// each summed exactly like [`dot`] (so results equal four `dot` calls).
+#[inline]
+pub fn dot4(ys: [&[f32]; 4], p: &[f32]) -> [f32; 4] {
+    let n = p.len();
+    let [y0, y1, y2, y3] = ys.map(|y| &y[..n]);
+    let (pc, pr) = p.as_chunks::<LANES>();
+    let (c0, c1, c2, c3) = (
+        y0.as_chunks::<LANES>().0,
+        y1.as_chunks::<LANES>().0,
+        y2.as_chunks::<LANES>().0,
+        y3.as_chunks::<LANES>().0,
+    );
+    // Four separate 8-lane accumulators (not an array of them): LLVM then
+    // vectorises along the lanes instead of shuffling across the four rows.
+    let (mut a0, mut a1, mut a2, mut a3) = (
+        [0.0f32; LANES],
+        [0.0f32; LANES],
+        [0.0f32; LANES],
+        [0.0f32; LANES],
+    );
+    for c in 0..pc.len() {
+        let pv = &pc[c];
+        let (v0, v1, v2, v3) = (&c0[c], &c1[c], &c2[c], &c3[c]);
+        for l in 0..LANES {
+            a0[l] += v0[l] * pv[l];
+            a1[l] += v1[l] * pv[l];
+            a2[l] += v2[l] * pv[l];
+            a3[l] += v3[l] * pv[l];
+        }
+    }
+    let base = pc.len() * LANES;
+    let fold = |a: &[f32; LANES], y: &[f32]| {
+        let mut tail = 0.0f32;
+        for (k, pv) in pr.iter().enumerate() {
+            tail += y[base + k] * pv;
+        }
+        let s4 = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+        (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+    };
+    [fold(&a0, y0), fold(&a1, y1), fold(&a2, y2), fold(&a3, y3)]
+}
+
+/// `out += Σ_k c[k] * ys[k]`: four axpys with one load/store of `out`.
+#[inline]
+pub fn axpy4(c: [f32; 4], ys: [&[f32]; 4], out: &mut [f32]) {
+    let n = out.len();
+    let [y0, y1, y2, y3] = ys.map(|y| &y[..n]);
+    for t in 0..n {
+        out[t] += (c[0] * y0[t] + c[1] * y1[t]) + (c[2] * y2[t] + c[3] * y3[t]);
+    }
+}
+
+/// `a · b` in f64 with a fixed 4-lane summation order (two SSE2 registers).
+#[inline]
+pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len().min(b.len());
+    let (ac, ar) = a[..n].as_chunks::<4>();
+    let (bc, br) = b[..n].as_chunks::<4>();
+    let mut acc = [0.0f64; 4];
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0f64;
+    for (x, y) in ar.iter().zip(br) {
+        tail += x * y;
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
+/// `[y0·p, y1·p, y2·p, y3·p]` in f64, each summed exactly like [`dot64`].
+#[inline]
+pub fn dot64x4(ys: [&[f64]; 4], p: &[f64]) -> [f64; 4] {
+    let n = p.len();
+    let [y0, y1, y2, y3] = ys.map(|y| &y[..n]);
+    let (pc, pr) = p.as_chunks::<4>();
+    let (c0, c1, c2, c3) = (
+        y0.as_chunks::<4>().0,
+        y1.as_chunks::<4>().0,
+        y2.as_chunks::<4>().0,
+        y3.as_chunks::<4>().0,
+    );
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+    for c in 0..pc.len() {
+        let pv = &pc[c];
+        let (v0, v1, v2, v3) = (&c0[c], &c1[c], &c2[c], &c3[c]);
+        for l in 0..4 {
+            a0[l] += v0[l] * pv[l];
+            a1[l] += v1[l] * pv[l];
+            a2[l] += v2[l] * pv[l];
+            a3[l] += v3[l] * pv[l];
+        }
+    }
+    let base = pc.len() * 4;
+    let fold = |a: &[f64; 4], y: &[f64]| {
+        let mut tail = 0.0f64;
+        for (k, pv) in pr.iter().enumerate() {
+            tail += y[base + k] * pv;
+        }
+        (a[0] + a[2]) + (a[1] + a[3]) + tail
+    };
+    [fold(&a0, y0), fold(&a1, y1), fold(&a2, y2), fold(&a3, y3)]
+}
+
+/// `y += a * x` in f32.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// `out = m * v` for a dense row-major `n x n` matrix (n = `v.len()`).
+#[inline]
+pub fn matvec(m: &[f32], v: &[f32], out: &mut [f32]) {
+    debug_assert_eq!(m.len(), v.len() * v.len());
+    matvec_rect(m, v, out);
+}
+
+/// `out = m * v` for a dense row-major `out.len() x v.len()` matrix.
+#[inline]
+pub fn matvec_rect(m: &[f32], v: &[f32], out: &mut [f32]) {
+    let n = v.len();
+    assert_eq!(m.len(), n * out.len(), "matvec: shape mismatch");
+    // Four rows per pass share each load of `v`.
+    let (o4, ot) = out.as_chunks_mut::<4>();
+    let mut rows = m.chunks_exact(n);
+    for o in o4 {
+        let r: [&[f32]; 4] = std::array::from_fn(|_| rows.next().unwrap_or(&[]));
+        *o = dot4(r, v);
+    }
+    for (o, row) in ot.iter_mut().zip(rows) {
+        *o = dot(row, v);
+    }
+}
+
+/// Error from [`cholesky_in_place`]: the matrix is not (numerically)
+/// symmetric positive definite; `pivot` is the failing column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPositiveDefinite {
+    pub pivot: usize,
+}
+
+/// Smallest accepted pivot relative to its original diagonal entry: about a
+/// million times f64's rounding error on a sum of a few hundred terms.
+const PIVOT_TOLERANCE: f64 = 1e-10;
+
+/// Factor the symmetric positive definite `n x n` matrix `a` (row-major; only
+/// the lower triangle is read) into `L` with `a = L Lᵀ`, written to the lower
+/// triangle of `a`. The strict upper triangle is left as it was.
+///
+/// f64 because the explicit systems are tiny (rank + 1) and ALS-WR's
+/// regularisation can be small next to the Gram terms; f32 pivots lose too
+/// many digits there for the "objective never increases" guarantee.
+pub fn cholesky_in_place(a: &mut [f64], n: usize) -> Result<(), NotPositiveDefinite> {
+    assert_eq!(a.len(), n * n, "cholesky: matrix is not n x n");
+    for j in 0..n {
+        let diag = a[j * n + j];
+        let mut d = diag;
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        // A pivot that is only rounding noise left after cancellation means
+        // the matrix is singular in all but name (e.g. lambda = 0 and fewer
+        // ratings than factors); solving anyway returns huge garbage, so
+        // treat it as not positive definite. NaN fails `is_finite`.
+        if !d.is_finite() || d <= 0.0 || d <= PIVOT_TOLERANCE * diag {
+            return Err(NotPositiveDefinite { pivot: j });
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in (j + 1)..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    Ok(())
+}
+
+/// Solve `L Lᵀ x = b` in place (`b` becomes `x`), `l` from [`cholesky_in_place`].
+pub fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
+    assert_eq!(l.len(), n * n);
+    assert_eq!(b.len(), n);
+    // Forward: L y = b.
+    for i in 0..n {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= l[i * n + k] * b[k];
+        }
+        b[i] = s / l[i * n + i];
+    }
+    // Backward: Lᵀ x = y.
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in (i + 1)..n {
+            s -= l[k * n + i] * b[k];
+        }
+        b[i] = s / l[i * n + i];
+    }
+}
+
+/// Solve the SPD system `a x = b` in place: `a` is overwritten by its
+/// factor, `b` by the solution. On failure `b` is unspecified.
+pub fn solve_spd(a: &mut [f64], n: usize, b: &mut [f64]) -> Result<(), NotPositiveDefinite> {
+    cholesky_in_place(a, n)?;
+    cholesky_solve(a, n, b);
+    Ok(())
+}
+
+/// Residual norm² below which CG stops: the same cut-off the `implicit`
+/// library uses, so a converged row is not perturbed by 0/0 steps.
+pub const CG_TOLERANCE: f32 = 1e-20;
+
+/// Scratch vectors for [`conjugate_gradient`], allocated once per worker
+/// chunk so the per-row solve never allocates.
+#[derive(Debug, Clone)]
+pub struct CgScratch {
+    pub r: Vec<f32>,
+    pub p: Vec<f32>,
+    pub ap: Vec<f32>,
+}
+
+impl CgScratch {
+    pub fn new(n: usize) -> Self {
+        Self {
+            r: vec![0.0; n],
+            p: vec![0.0; n],
+            ap: vec![0.0; n],
+        }
+    }
+}
+
+/// At most `steps` conjugate-gradient iterations on `A x = b` for SPD `A`,
+/// warm-started from `x`. The caller has already written the initial
+/// residual `b - A x` into `scratch.r` (for implicit ALS it is cheaper to
+/// fuse that with the sparse part of `A` than to form `b` separately);
+/// `apply(v, out)` must write `A v` into `out`.
+///
+/// Returns the number of steps taken. Stops early when ‖r‖² < [`CG_TOLERANCE`]
+/// or when `pᵀAp` is not positive (only possible through rounding once
+/// converged), which keeps `x` finite.
+pub fn conjugate_gradient<F>(
+    x: &mut [f32],
+    scratch: &mut CgScratch,
+    steps: usize,
+    mut apply: F,
+) -> usize
+where
+    F: FnMut(&[f32], &mut [f32]),
+{
+    let CgScratch { r, p, ap } = scratch;
+    p.copy_from_slice(r);
+    let mut rs_old = dot(r, r);
+    if rs_old < CG_TOLERANCE {
+        return 0;
+    }
+    for step in 0..steps {
+        apply(p, ap);
+        let pap = dot(p, ap);
+        if pap.is_nan() || pap <= 0.0 {
+            return step;
+        }
+        let a = rs_old / pap;
+        axpy(a, p, x);
+        axpy(-a, ap, r);
+        let rs_new = dot(r, r);
+        if rs_new < CG_TOLERANCE {
+            return step + 1;
+        }
+        let beta = rs_new / rs_old;
+        for (pi, ri) in p.iter_mut().zip(r.iter()) {
+            *pi = ri + beta * *pi;
+        }
+        rs_old = rs_new;
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random SPD matrix `M Mᵀ + shift I` (row-major f64) from a flat seed vector.
+    fn spd_from(n: usize, entries: &[f64], shift: f64) -> Vec<f64> {
+        let m = &entries[..n * n];
+        let mut a = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                let mut s = 0.0;
+                for k in 0..n {
+                    s += m[i * n + k] * m[j * n + k];
+                }
+                a[i * n + j] = s + if i == j { shift } else { 0.0 };
+            }
+        }
+        a
+    }
+
+    fn residual_norm(a: &[f64], n: usize, x: &[f64], b: &[f64]) -> f64 {
+        let mut worst: f64 = 0.0;
+        for i in 0..n {
+            let mut s = -b[i];
+            for j in 0..n {
+                s += a[i * n + j] * x[j];
+            }
+            worst = worst.max(s.abs());
+        }
+        worst
+    }
+
+    #[test]
+    fn dot_matches_naive_for_all_tail_lengths() {
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-5, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn dot4_and_axpy4_match_single_kernels() {
+        for n in [0usize, 3, 8, 13, 64] {
+            let ys: Vec<Vec<f32>> = (0..4)
+                .map(|k| {
+                    (0..n)
+                        .map(|i| ((i * 5 + k * 3) as f32 * 0.21).sin())
+                        .collect()
+                })
+                .collect();
+            let p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.4).cos()).collect();
+            let refs = [&ys[0][..], &ys[1][..], &ys[2][..], &ys[3][..]];
+            let d = dot4(refs, &p);
+            for k in 0..4 {
+                assert_eq!(d[k], dot(&ys[k], &p), "n = {n}, k = {k}");
+            }
+            let ys64: Vec<Vec<f64>> = ys
+                .iter()
+                .map(|y| y.iter().map(|v| *v as f64).collect())
+                .collect();
+            let p64: Vec<f64> = p.iter().map(|v| *v as f64).collect();
+            let d64 = dot64x4([&ys64[0], &ys64[1], &ys64[2], &ys64[3]], &p64);
+            for k in 0..4 {
+                assert_eq!(d64[k], dot64(&ys64[k], &p64), "n = {n}, k = {k}");
+            }
+            let mut a = p.clone();
+            let mut b = p.clone();
+            axpy4([0.5, -1.0, 2.0, 0.25], refs, &mut a);
+            for (k, c) in [0.5f32, -1.0, 2.0, 0.25].iter().enumerate() {
+                axpy(*c, &ys[k], &mut b);
+            }
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn cholesky_known_system() {
+        // [[4, 2], [2, 3]] x = [2, 1]  ->  x = [0.5, 0]
+        let mut a = vec![4.0, 2.0, 2.0, 3.0];
+        let mut b = vec![2.0, 1.0];
+        solve_spd(&mut a, 2, &mut b).unwrap();
+        assert!((b[0] - 0.5).abs() < 1e-12 && b[1].abs() < 1e-12, "{b:?}");
+    }
+
+    #[test]
+    fn cholesky_rejects_indefinite_and_nan() {
+        let mut a = vec![1.0, 2.0, 2.0, 1.0];
+        assert_eq!(
+            cholesky_in_place(&mut a, 2),
+            Err(NotPositiveDefinite { pivot: 1 })
+        );
+        let mut a = vec![f64::NAN];
+        assert!(cholesky_in_place(&mut a, 1).is_err());
+        let mut a = vec![0.0];
+        assert!(cholesky_in_place(&mut a, 1).is_err());
+        // Singular (rank 1) but rounding could leave a tiny positive pivot.
+        let v = [0.1f64, 0.7, 0.3];
+        let mut a: Vec<f64> = (0..9).map(|k| v[k / 3] * v[k % 3]).collect();
+        assert!(cholesky_in_place(&mut a, 3).is_err());
+    }
+
+    #[test]
+    fn cg_converges_in_n_steps_exact_arithmetic_sized() {
+        // On an n x n well-conditioned SPD system, n CG steps from zero solve it.
+        let n = 6;
+        let entries: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
+            .collect();
+        let a64 = spd_from(n, &entries, 1.0);
+        let a: Vec<f32> = a64.iter().map(|v| *v as f32).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 - 2.0).collect();
+        let mut x = vec![0.0f32; n];
+        let mut s = CgScratch::new(n);
+        s.r.copy_from_slice(&b);
+        conjugate_gradient(&mut x, &mut s, 3 * n, |v, out| matvec(&a, v, out));
+        let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+        let b64: Vec<f64> = b.iter().map(|v| *v as f64).collect();
+        assert!(residual_norm(&a64, n, &x64, &b64) < 1e-3);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn cholesky_residual_small(
+            n in 1usize..12,
+            entries in proptest::collection::vec(-1.0f64..1.0, 144),
+            rhs in proptest::collection::vec(-10.0f64..10.0, 12),
+            shift in 0.01f64..2.0,
+        ) {
+            let a = spd_from(n, &entries, shift);
+            let mut f = a.clone();
+            let mut x = rhs[..n].to_vec();
+            solve_spd(&mut f, n, &mut x).unwrap();
+            let scale = 1.0 + rhs[..n].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            // Conditioning is bounded by (‖M‖² + shift) / shift <= (n + 2) / 0.01.
+            prop_assert!(residual_norm(&a, n, &x, &rhs[..n]) < 1e-9 * scale,
+                "residual too large");
+        }
+
+        #[test]
+        fn cg_residual_small(
+            n in 1usize..10,
+            entries in proptest::collection::vec(-1.0f64..1.0, 100),
+            rhs in proptest::collection::vec(-10.0f32..10.0, 10),
+            warm in proptest::collection::vec(-1.0f32..1.0, 10),
+        ) {
+            // Shift 1 keeps the condition number <= n + 1, so 4n f32 CG steps
+            // reach a relative residual well under 1e-3.
+            let a64 = spd_from(n, &entries, 1.0);
+            let a: Vec<f32> = a64.iter().map(|v| *v as f32).collect();
+            let b = &rhs[..n];
+            let mut x = warm[..n].to_vec();
+            let mut s = CgScratch::new(n);
+            let mut ax = vec![0.0f32; n];
+            matvec(&a, &x, &mut ax);
+            for i in 0..n {
+                s.r[i] = b[i] - ax[i];
+            }
+            conjugate_gradient(&mut x, &mut s, 4 * n, |v, out| matvec(&a, v, out));
+            let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+            let b64: Vec<f64> = b.iter().map(|v| *v as f64).collect();
+            let bnorm = 1.0 + b64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            prop_assert!(residual_norm(&a64, n, &x64, &b64) < 1e-3 * bnorm);
+        }
+    }
+}
