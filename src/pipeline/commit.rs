@@ -14,7 +14,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::{Expr, cast as cast_expr, col};
+use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
@@ -138,6 +139,72 @@ pub async fn commit(
     Ok(written.version().unwrap_or(0))
 }
 
+/// Writes the rows of `frame` to `table` in one commit, streaming (memory stays bounded by
+/// DataFusion's batches, not by the result size). `frame` must come from a lake session, whose
+/// planner knows deltalake's write nodes. Returns the new version.
+pub async fn commit_frame(
+    lake: &Lake,
+    table: &TableName,
+    frame: DataFrame,
+    mode: WriteMode,
+    meta: &CommitMeta,
+) -> Result<u64> {
+    let target = delta_schema(frame.schema().as_arrow());
+    let columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .zip(target.fields())
+        .map(|(field, delta_field)| {
+            let column = col(datafusion::common::Column::from_name(field.name()));
+            if field.data_type() == delta_field.data_type() {
+                column
+            } else {
+                cast_expr(column, delta_field.data_type().clone()).alias(field.name())
+            }
+        })
+        .collect();
+    let frame = frame.select(columns)?;
+    let delta = lake.open_for_write(table).await?;
+    let exists = delta.version().is_some();
+    let properties = meta.properties();
+    if let WriteMode::Merge { keys } = &mode
+        && exists
+    {
+        let builder = merge_builder(delta, frame, &target, keys, properties)
+            .map_err(|e| Error::delta(table, e))?;
+        let (merged, _metrics) = builder.await.map_err(|e| Error::delta(table, e))?;
+        return Ok(merged.version().unwrap_or(0));
+    }
+    let (state, plan) = frame.into_parts();
+    let builder = delta
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state))
+        .with_commit_properties(properties);
+    let builder = match mode {
+        WriteMode::Overwrite { partition_by } | WriteMode::Append { partition_by } if !exists => {
+            builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_partition_columns(partition_by)
+        }
+        WriteMode::Merge { .. } | WriteMode::ReplaceWhere { .. } if !exists => {
+            builder.with_save_mode(SaveMode::Overwrite)
+        }
+        WriteMode::Overwrite { partition_by } => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .with_partition_columns(partition_by),
+        WriteMode::Append { .. } => builder.with_save_mode(SaveMode::Append),
+        WriteMode::ReplaceWhere { predicate } => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate),
+        WriteMode::Merge { .. } => unreachable!("merge into an existing table is handled above"),
+    };
+    let written = builder.await.map_err(|e| Error::delta(table, e))?;
+    Ok(written.version().unwrap_or(0))
+}
+
 async fn merge(
     delta: DeltaTable,
     schema: SchemaRef,
@@ -147,6 +214,18 @@ async fn merge(
 ) -> deltalake::DeltaResult<DeltaTable> {
     let ctx = SessionContext::new();
     let source = ctx.read_batches(batches)?;
+    merge_builder(delta, source, &schema, keys, properties)?
+        .await
+        .map(|(table, _)| table)
+}
+
+fn merge_builder(
+    delta: DeltaTable,
+    source: DataFrame,
+    schema: &SchemaRef,
+    keys: &[String],
+    properties: CommitProperties,
+) -> deltalake::DeltaResult<deltalake::operations::merge::MergeBuilder> {
     let predicate = keys
         .iter()
         .map(|k| format!("t.{q} = s.{q}", q = quote_ident(k)))
@@ -154,7 +233,7 @@ async fn merge(
         .join(" AND ");
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let updated: Vec<&String> = columns.iter().filter(|c| !keys.contains(c)).collect();
-    let (table, _metrics) = delta
+    delta
         .merge(source, predicate)
         .with_source_alias("s")
         .with_target_alias("t")
@@ -170,9 +249,7 @@ async fn merge(
                 insert = insert.set(quote_ident(column), format!("s.{}", quote_ident(column)));
             }
             insert
-        })?
-        .await?;
-    Ok(table)
+        })
 }
 
 /// Double-quotes an identifier for SQL.

@@ -31,17 +31,13 @@ pub struct Failure {
     pub sample: Vec<String>,
 }
 
-/// Checks `batches` against `expect`; `Err(Error::Expectation)` lists every failure.
-pub async fn check(
-    step: &TableName,
-    schema: SchemaRef,
-    batches: &[RecordBatch],
-    expect: &Expectations,
-) -> Result<()> {
+/// Checks the table registered as `result` in `ctx` against `expect`; `Err(Error::Expectation)`
+/// lists every failure.
+pub async fn check(step: &TableName, ctx: &SessionContext, expect: &Expectations) -> Result<()> {
     if expect.is_empty() {
         return Ok(());
     }
-    let failures = evaluate(schema, batches, expect)
+    let failures = evaluate_registered(ctx, expect)
         .await
         .map_err(|e| Error::Expectation {
             step: step.clone(),
@@ -69,7 +65,7 @@ pub async fn check(
     })
 }
 
-/// Evaluates every expectation and returns the failures (empty when all pass).
+/// Evaluates every expectation over in-memory batches and returns the failures.
 pub async fn evaluate(
     schema: SchemaRef,
     batches: &[RecordBatch],
@@ -78,6 +74,16 @@ pub async fn evaluate(
     let ctx = SessionContext::new();
     let table = MemTable::try_new(schema, vec![batches.to_vec()])?;
     ctx.register_table("result", Arc::new(table))?;
+    evaluate_registered(&ctx, expect).await
+}
+
+/// Evaluates every expectation over the table registered as `result` (streaming queries: memory is
+/// bounded by DataFusion's operators, not by the result size). Returns the failures.
+pub async fn evaluate_registered(
+    ctx: &SessionContext,
+    expect: &Expectations,
+) -> datafusion::error::Result<Vec<Failure>> {
+    let ctx = ctx.clone();
     let mut failures = Vec::new();
 
     for column in &expect.not_null {
@@ -124,7 +130,7 @@ pub async fn evaluate(
     }
 
     if let Some(bounds) = expect.row_count {
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let rows = scalar_count(&ctx, "SELECT count(*) FROM result").await?;
         let below = bounds.min.is_some_and(|min| rows < min);
         let above = bounds.max.is_some_and(|max| rows > max);
         if below || above {

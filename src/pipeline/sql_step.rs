@@ -9,7 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::prelude::SQLOptions;
+use std::path::PathBuf;
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionContext};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -69,15 +73,26 @@ pub async fn run(
         .await
         .map_err(sql_error)?;
     let logical_schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(sql_error)?;
-    // The executed batches are the truth (the logical schema can differ in nullability).
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or(logical_schema);
-    let result_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
-    expectations::check(table, schema.clone(), &batches, &step.settings.expect).await?;
+    // Stream the result to staged Parquet files (bounded memory), check expectations over them,
+    // then commit from them. The staging directory is removed however the step ends.
+    let staging = Staging::create(&ctx.lake, &ctx.run_id, table)?;
+    frame
+        .write_parquet(&staging.url, DataFrameWriteOptions::new(), None)
+        .await
+        .map_err(sql_error)?;
+    let staged_files = staging.has_files();
+    let check_ctx = SessionContext::new();
+    if staged_files {
+        check_ctx
+            .register_parquet("result", &staging.url, ParquetReadOptions::default())
+            .await?;
+    } else {
+        let empty = MemTable::try_new(logical_schema.clone(), vec![vec![]])?;
+        check_ctx.register_table("result", std::sync::Arc::new(empty))?;
+    }
+    expectations::check(table, &check_ctx, &step.settings.expect).await?;
+    let result_rows = check_ctx.table("result").await?.count().await? as u64;
 
     let settings = &step.settings;
     let materialization = if ctx.full_refresh {
@@ -102,7 +117,15 @@ pub async fn run(
         inputs,
         fingerprint: Some(fingerprint),
     };
-    let version = commit::commit(&ctx.lake, table, schema, batches, mode, &meta).await?;
+    let version = if staged_files {
+        let staged = session
+            .read_parquet(&staging.url, ParquetReadOptions::default())
+            .await?;
+        commit::commit_frame(&ctx.lake, table, staged, mode, &meta).await?
+    } else {
+        commit::commit(&ctx.lake, table, logical_schema, Vec::new(), mode, &meta).await?
+    };
+    drop(staging);
     let rows = match materialization {
         Materialization::Overwrite => result_rows,
         _ => row_count(&ctx.lake.open(table).await?).unwrap_or(result_rows),
@@ -113,6 +136,50 @@ pub async fn run(
         version,
         detail: format!("{} {result_rows} rows", materialization.as_str()),
     })
+}
+
+/// A step's result staged as Parquet under `<lake>/_staging/<run>/<table>/` (outside every layer, so
+/// never visible as a table); removed on drop.
+struct Staging {
+    dir: PathBuf,
+    /// The directory as a path string ending in `/`, which DataFusion reads and writes as a
+    /// directory of files.
+    url: String,
+}
+
+impl Staging {
+    fn create(lake: &crate::catalog::Lake, run_id: &str, table: &TableName) -> Result<Staging> {
+        let dir = lake
+            .root()
+            .join("_staging")
+            .join(run_id)
+            .join(table.to_string());
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let url = format!("{}/", dir.display());
+        Ok(Staging { dir, url })
+    }
+
+    fn has_files(&self) -> bool {
+        std::fs::read_dir(&self.dir)
+            .map(|mut entries| entries.any(|e| e.is_ok()))
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // Remove the run's directory and `_staging` itself once empty (fails harmlessly otherwise).
+        if let Some(run_dir) = self.dir.parent() {
+            let _ = std::fs::remove_dir(run_dir);
+            if let Some(staging_root) = run_dir.parent() {
+                let _ = std::fs::remove_dir(staging_root);
+            }
+        }
+    }
 }
 
 /// Identifies what the step would compute: its SQL text and its resolved settings.
