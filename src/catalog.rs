@@ -20,6 +20,8 @@ use datafusion::catalog::{SchemaProvider, TableFunctionArgs, TableFunctionImpl, 
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
@@ -245,18 +247,22 @@ impl Lake {
 
     /// A DataFusion session over the lake: every table as `layer.name`, plus the time-travel table
     /// functions. `options` are DataFusion settings passed through from the config.
-    pub fn session(
-        self: &Arc<Self>,
-        options: &std::collections::BTreeMap<String, String>,
-    ) -> Result<SessionContext> {
+    pub fn session(self: &Arc<Self>, options: &SessionOptions) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
-        for (key, value) in options {
+        for (key, value) in &options.datafusion {
             config.options_mut().set(key, value)?;
         }
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = options.memory_limit_bytes {
+            // Fair spilling: sorts and aggregations spill to disk instead of growing past the pool.
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+        }
+        let runtime = runtime.build_arc()?;
         // deltalake's planner is needed for Delta writes planned in this session (MetricObserver nodes).
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_query_planner(DeltaPlanner::new())
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -286,6 +292,15 @@ impl Lake {
         );
         Ok(ctx)
     }
+}
+
+/// How a DataFusion session over the lake is configured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionOptions {
+    /// DataFusion settings passed through verbatim (`datafusion.execution.batch_size` ...).
+    pub datafusion: std::collections::BTreeMap<String, String>,
+    /// Memory pool size; `None` is unbounded.
+    pub memory_limit_bytes: Option<usize>,
 }
 
 /// Number of rows in the table's current snapshot, from the Delta log's file statistics.

@@ -199,7 +199,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
         }
         Command::Query { sql, format } => {
             let lake = Arc::new(Lake::try_new(&config.lake_root)?);
-            let result = query::run(&lake, &config.datafusion, &sql).await?;
+            let result = query::run(&lake, &config.session_options(), &sql).await?;
             emit!(
                 "{}",
                 output::batches(&result.schema, &result.batches, format)?

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use crate::catalog::TableName;
+use crate::catalog::{SessionOptions, TableName};
 use crate::ingest::{ColumnSpec, parse_columns};
 use crate::pipeline::settings::StepSettings;
 use crate::sample::SampleSpec;
@@ -47,7 +47,8 @@ seed = 42
 dir = "sql"
 
 [run]
-concurrency = 2
+concurrency = 1
+memory_limit_mb = 0
 
 [sources.ratings]
 format = "movielens"
@@ -80,6 +81,9 @@ pub struct Config {
     pub sql_dir: PathBuf,
     /// How many independent steps may run at the same time.
     pub concurrency: usize,
+    /// Memory pool of each step's (and query's) DataFusion session in MiB; operators that can spill
+    /// (sorts, aggregations) spill to disk beyond it. `None`: unbounded.
+    pub memory_limit_mb: Option<u64>,
     /// Per-step settings from the config file, keyed by table; they override the SQL file's header.
     pub steps: BTreeMap<TableName, Table>,
     /// DataFusion options passed through verbatim (`datafusion.execution.batch_size` = "8192").
@@ -218,6 +222,7 @@ struct RawSql {
 #[serde(default)]
 struct RawRun {
     concurrency: Option<usize>,
+    memory_limit_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +306,14 @@ impl Config {
             Ok(config)
         } else {
             Err(ConfigError { problems })
+        }
+    }
+
+    /// How DataFusion sessions over the lake are set up.
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            datafusion: self.datafusion.clone(),
+            memory_limit_bytes: self.memory_limit_mb.map(|mb| (mb as usize) << 20),
         }
     }
 
@@ -630,6 +643,7 @@ fn validate(
         sources,
         sql_dir,
         concurrency,
+        memory_limit_mb: raw.run.memory_limit_mb.filter(|mb| *mb > 0),
         steps,
         datafusion,
     }

@@ -3,13 +3,12 @@
 //! Queries are planned with DDL, DML and `SET` disallowed (DataFusion `SQLOptions`), so nothing typed
 //! here can change a table: `INSERT INTO silver.x` would otherwise commit a Delta version.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use crate::catalog::Lake;
+use crate::catalog::{Lake, SessionOptions};
 use crate::error::{Error, Result};
 use crate::pipeline::sql_step::read_only;
 
@@ -21,11 +20,7 @@ pub struct QueryResult {
 }
 
 /// Runs one read-only statement and collects its result.
-pub async fn run(
-    lake: &Arc<Lake>,
-    options: &BTreeMap<String, String>,
-    sql: &str,
-) -> Result<QueryResult> {
+pub async fn run(lake: &Arc<Lake>, options: &SessionOptions, sql: &str) -> Result<QueryResult> {
     let ctx = lake.session(options)?;
     let frame = ctx
         .sql_with_options(sql, read_only())

@@ -63,7 +63,7 @@ pub async fn run(
         }
     }
 
-    let session = ctx.lake.session(&ctx.config.datafusion)?;
+    let session = ctx.lake.session(&ctx.config.session_options())?;
     let sql_error = |e: datafusion::error::DataFusionError| Error::Sql {
         file: step.file.clone(),
         message: e.to_string(),

@@ -65,7 +65,10 @@ impl LakeDb {
         let table: TableName = name
             .parse()
             .map_err(|e: strata::Error| SltError(e.to_string()))?;
-        let ctx = self.lake.session(&self.config.datafusion).map_err(err)?;
+        let ctx = self
+            .lake
+            .session(&self.config.session_options())
+            .map_err(err)?;
         let frame = ctx.sql(query).await.map_err(err)?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(err)?;
@@ -128,7 +131,7 @@ impl sqllogictest::AsyncDB for LakeDb {
                 .await?;
             return Ok(DBOutput::StatementComplete(0));
         }
-        let result = strata::query::run(&self.lake, &self.config.datafusion, sql)
+        let result = strata::query::run(&self.lake, &self.config.session_options(), sql)
             .await
             .map_err(err)?;
         let types = vec![DefaultColumnType::Any; result.schema.fields().len()];
