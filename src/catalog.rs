@@ -294,6 +294,16 @@ impl Lake {
     }
 }
 
+/// A plain session whose planner knows deltalake's write nodes, for writing batches that are not the
+/// result of a lake query.
+pub fn write_session() -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    SessionContext::new_with_state(state)
+}
+
 /// How a DataFusion session over the lake is configured.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionOptions {

@@ -11,11 +11,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::cast;
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use datafusion::logical_expr::{Expr, cast as cast_expr, col};
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::DataFrame;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
@@ -78,65 +77,15 @@ pub async fn commit(
     mode: WriteMode,
     meta: &CommitMeta,
 ) -> Result<u64> {
-    let schema = delta_schema(&schema);
-    let mut converted = Vec::with_capacity(batches.len().max(1));
-    for batch in batches {
-        converted.push(to_delta_batch(&batch, &schema)?);
-    }
-    if converted.is_empty() {
-        // deltalake needs at least one batch to know the schema of an empty result.
-        converted.push(RecordBatch::new_empty(Arc::clone(&schema)));
-    }
-    let delta = lake.open_for_write(table).await?;
-    let exists = delta.version().is_some();
-    let properties = meta.properties();
-    let written = match mode {
-        WriteMode::Merge { keys } if exists => {
-            merge(delta, Arc::clone(&schema), converted, &keys, properties).await
-        }
-        WriteMode::Overwrite { partition_by } | WriteMode::Append { partition_by } if !exists => {
-            delta
-                .write(converted)
-                .with_save_mode(SaveMode::Overwrite)
-                .with_partition_columns(partition_by)
-                .with_commit_properties(properties)
-                .await
-        }
-        WriteMode::Merge { .. } | WriteMode::ReplaceWhere { .. } if !exists => {
-            delta
-                .write(converted)
-                .with_save_mode(SaveMode::Overwrite)
-                .with_commit_properties(properties)
-                .await
-        }
-        WriteMode::Overwrite { partition_by } => {
-            delta
-                .write(converted)
-                .with_save_mode(SaveMode::Overwrite)
-                .with_schema_mode(SchemaMode::Overwrite)
-                .with_partition_columns(partition_by)
-                .with_commit_properties(properties)
-                .await
-        }
-        WriteMode::Append { .. } => {
-            delta
-                .write(converted)
-                .with_save_mode(SaveMode::Append)
-                .with_commit_properties(properties)
-                .await
-        }
-        WriteMode::ReplaceWhere { predicate } => {
-            delta
-                .write(converted)
-                .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(predicate)
-                .with_commit_properties(properties)
-                .await
-        }
-        WriteMode::Merge { .. } => unreachable!("merge into an existing table is handled above"),
-    }
-    .map_err(|e| Error::delta(table, e))?;
-    Ok(written.version().unwrap_or(0))
+    // The same streaming path as step results: one place decides casts and write modes.
+    let ctx = crate::catalog::write_session();
+    let frame = if batches.is_empty() {
+        // deltalake needs the schema even when there is no row.
+        ctx.read_batch(RecordBatch::new_empty(schema))?
+    } else {
+        ctx.read_batches(batches)?
+    };
+    commit_frame(lake, table, frame, mode, meta).await
 }
 
 /// Writes the rows of `frame` to `table` in one commit, streaming (memory stays bounded by
@@ -203,20 +152,6 @@ pub async fn commit_frame(
     };
     let written = builder.await.map_err(|e| Error::delta(table, e))?;
     Ok(written.version().unwrap_or(0))
-}
-
-async fn merge(
-    delta: DeltaTable,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    keys: &[String],
-    properties: CommitProperties,
-) -> deltalake::DeltaResult<DeltaTable> {
-    let ctx = SessionContext::new();
-    let source = ctx.read_batches(batches)?;
-    merge_builder(delta, source, &schema, keys, properties)?
-        .await
-        .map(|(table, _)| table)
 }
 
 fn merge_builder(
@@ -308,20 +243,4 @@ pub fn delta_schema(schema: &Schema) -> SchemaRef {
             .map(|f| Field::new(f.name(), delta_type(f.data_type()), true))
             .collect::<Vec<_>>(),
     ))
-}
-
-fn to_delta_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                cast(column, field.data_type())
-            }
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
