@@ -359,3 +359,68 @@ fn append_and_merge_materializations_and_partitions() {
         2
     );
 }
+
+#[test]
+fn ndjson_json_and_parquet_sources_land_in_bronze() {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let project = Project::new();
+    project.write(
+        "config/strata.toml",
+        "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\nmax_reject_fraction = 0.5\n\
+         [sql]\ndir = \"../sql\"\n[sample]\ngenerate_if_empty = false\n\
+         [sources.clicks]\nformat = \"ndjson\"\npath = \"clicks.ndjson\"\n\
+         [sources.pages]\nformat = \"json\"\npath = \"pages.json\"\n\
+         [sources.visits]\nformat = \"parquet\"\npath = \"visits.parquet\"\ncolumns = \"id bigint, page string\"\n",
+    );
+    project.write_raw(
+        "clicks.ndjson",
+        b"{\"id\": 1, \"page\": \"home\", \"ms\": 1.5}\nnot json\n{\"id\": 2, \"page\": \"cart\", \"ms\": 3}\n",
+    );
+    project.write_raw(
+        "pages.json",
+        br#"[{"page": "home", "title": "Home"}, {"page": "cart", "title": "Cart"}]"#,
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("page", DataType::Utf8, false),
+        Field::new("extra", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![7, 8, 9])),
+            Arc::new(StringArray::from(vec!["home", "cart", "home"])),
+            Arc::new(StringArray::from(vec!["x", "y", "z"])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(project.path("raw/visits.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    project.ok(&["run"]);
+    let clicks = project.query("SELECT id, page, ms FROM bronze.clicks ORDER BY id");
+    assert_eq!(clicks.len(), 2);
+    assert_eq!(clicks[1]["ms"], 3.0);
+    let rejects = project.query("SELECT line, raw FROM bronze.clicks__rejects");
+    assert_eq!(
+        rejects,
+        serde_json::json!([{"line": 2, "raw": "not json"}])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+    assert_eq!(project.count("SELECT count(*) AS n FROM bronze.pages"), 2);
+    let visits = project.query("SELECT * FROM bronze.visits ORDER BY id LIMIT 1");
+    let columns: Vec<&String> = visits[0].as_object().unwrap().keys().collect();
+    assert!(
+        !columns.iter().any(|c| c.as_str() == "extra"),
+        "{columns:?}"
+    );
+    assert_eq!(project.count("SELECT count(*) AS n FROM bronze.visits"), 3);
+}
