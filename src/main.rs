@@ -25,7 +25,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(strata::cli::run(cli, &env)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", strata::pipeline::run::error_chain(&e));
+            eprintln!("error: {}", strata::error::error_chain(&e));
             std::process::ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -137,14 +137,6 @@ impl Dag {
         self.steps.get(table)
     }
 
-    pub fn len(&self) -> usize {
-        self.steps.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
-    }
-
     /// The steps to run for `--select` (plus everything downstream of them with `downstream`).
     /// An empty selection means every step.
     pub fn select(&self, selected: &[TableName], downstream: bool) -> Result<BTreeSet<TableName>> {

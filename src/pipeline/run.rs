@@ -172,7 +172,7 @@ pub async fn run(
                     version: lake.open(&table).await.ok().and_then(|t| t.version()),
                     elapsed_ms,
                     detail: String::new(),
-                    error: Some(error_chain(&e)),
+                    error: Some(crate::error::error_chain(&e)),
                 }
             }
         };
@@ -196,20 +196,6 @@ async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
         StepKind::Ingest { source } => ingest_step::run(ctx, &step.table, source).await,
         StepKind::Sql(sql) => sql_step::run(ctx, &step.table, sql, step.reads.iter()).await,
     }
-}
-
-/// The error and its sources on one line each, as the CLI prints them.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(&format!("\n  caused by: {next}"));
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Writes a generated MovieLens-shaped sample into the raw directory when it holds no files.
