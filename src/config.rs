@@ -19,7 +19,6 @@ use toml::{Table, Value};
 
 use crate::catalog::{SessionOptions, TableName};
 use crate::ingest::{ColumnSpec, parse_columns};
-use crate::pipeline::settings::StepSettings;
 use crate::sample::SampleSpec;
 
 /// The config file used when `--config` is not given and this file exists in the working directory.
@@ -184,7 +183,7 @@ struct RawConfig {
     sql: RawSql,
     run: RawRun,
     sources: BTreeMap<String, RawSource>,
-    steps: BTreeMap<String, StepSettings>,
+    steps: BTreeMap<String, Table>,
     datafusion: Table,
 }
 
@@ -610,11 +609,9 @@ fn validate(
     for (name, settings) in raw.steps {
         match name.parse::<TableName>() {
             Ok(table) => {
-                // Kept as TOML so the SQL file's header can be merged under it key by key.
-                let value = toml::Value::try_from(&settings).expect("step settings serialize");
-                if let Value::Table(t) = value {
-                    steps.insert(table, t);
-                }
+                // Kept as TOML so the step file's own settings can be merged under it key by key;
+                // checked when the step is read (its kind decides which keys are valid).
+                steps.insert(table, settings);
             }
             Err(e) => report(&format!("steps.{name}"), e.to_string()),
         }

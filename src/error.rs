@@ -74,6 +74,10 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// An ALS step could not read its input or train; nothing was published.
+    #[error("ALS step {step}: {message}")]
+    Als { step: TableName, message: String },
+
     /// One or more steps failed during `strata run`; each has been reported already.
     #[error("{failed} step(s) failed, {skipped} skipped because an upstream step failed")]
     RunFailed { failed: usize, skipped: usize },

@@ -1,8 +1,9 @@
 //! The step graph: which tables the pipeline builds and in what order.
 //!
-//! Nodes are ingest steps (one per configured source, producing `bronze.<source>`) and SQL steps (one
-//! per `sql/<layer>/<name>.sql`, producing `layer.name`). Edges are read from the SQL itself with
-//! DataFusion's `resolve_table_references`: nobody declares the DAG by hand.
+//! Nodes are ingest steps (one per configured source, producing `bronze.<source>`), SQL steps (one
+//! per `sql/<layer>/<name>.sql`, producing `layer.name`) and ALS steps (`sql/gold/<name>.als.toml`,
+//! producing the gold recommendation tables). Edges are read from the SQL itself with DataFusion's
+//! `resolve_table_references` (and from an ALS step's `input`): nobody declares the DAG by hand.
 //!
 //! Invariants after [`Dag::build`]: every SQL file is a single `SELECT`/`WITH` query; every table it
 //! reads is produced by another step or already exists in the lake; the graph has no cycle; `order`
@@ -21,6 +22,7 @@ use toml::Table;
 use crate::catalog::{Lake, Layer, TableName};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::pipeline::als_step::{self, AlsStep, spec::AlsSpec};
 use crate::pipeline::settings::{self, StepSettings};
 
 /// Table functions that may appear in FROM clauses; they are not tables.
@@ -33,6 +35,8 @@ pub enum StepKind {
     Ingest { source: String },
     /// Run a SQL query into the table.
     Sql(Box<SqlStep>),
+    /// Train ALS and publish the recommendation tables.
+    Als(Box<AlsStep>),
 }
 
 #[derive(Debug, Clone)]
@@ -45,9 +49,12 @@ pub struct SqlStep {
 /// One step of the pipeline and the tables it reads.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// The step's name: the table it produces (an ALS step: `layer.<file stem>`).
     pub table: TableName,
     pub kind: StepKind,
     pub reads: BTreeSet<TableName>,
+    /// The steps producing what this step reads (filled by [`Dag::build`]).
+    pub after: BTreeSet<TableName>,
 }
 
 impl Step {
@@ -56,6 +63,26 @@ impl Step {
         match &self.kind {
             StepKind::Ingest { source } => format!("source {source}"),
             StepKind::Sql(sql) => sql.file.display().to_string(),
+            StepKind::Als(als) => als.file.display().to_string(),
+        }
+    }
+
+    /// The tables the step writes.
+    pub fn writes(&self) -> Vec<TableName> {
+        match &self.kind {
+            StepKind::Als(_) => als_step::spec::gold_outputs(),
+            _ => vec![self.table.clone()],
+        }
+    }
+
+    fn kind_label(&self) -> String {
+        match &self.kind {
+            StepKind::Ingest { .. } => "ingest".to_string(),
+            StepKind::Sql(sql) => format!(
+                "sql {}",
+                sql.settings.materialization.unwrap_or_default().as_str()
+            ),
+            StepKind::Als(_) => "als".to_string(),
         }
     }
 }
@@ -81,12 +108,18 @@ impl Dag {
                         source: source.clone(),
                     },
                     reads: BTreeSet::new(),
+                    after: BTreeSet::new(),
                 },
             );
         }
         let mut problems = Vec::new();
-        for (table, file) in sql_files(&config.sql_dir)? {
-            match read_sql_step(&table, &file, config.steps.get(&table)) {
+        for (table, file, kind) in step_files(&config.sql_dir)? {
+            let settings = config.steps.get(&table);
+            let step = match kind {
+                FileKind::Sql => read_sql_step(&table, &file, settings),
+                FileKind::Als => read_als_step(&table, &file, settings),
+            };
+            match step {
                 Ok(step) => {
                     if let Some(existing) = steps.get(&table) {
                         problems.push(format!(
@@ -101,23 +134,45 @@ impl Dag {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        let mut producers: BTreeMap<TableName, TableName> = BTreeMap::new();
         for step in steps.values() {
-            for read in &step.reads {
-                if !steps.contains_key(read) && !lake.exists(read) {
+            for written in step.writes() {
+                if let Some(other) = producers.insert(written.clone(), step.table.clone()) {
                     problems.push(format!(
+                        "{}: table {written} is also produced by {}",
+                        step.origin(),
+                        steps[&other].origin()
+                    ));
+                }
+            }
+        }
+        for step in steps.values_mut() {
+            for read in &step.reads {
+                match producers.get(read) {
+                    Some(producer) if producer == &step.table => problems.push(format!(
+                        "cycle: {} reads {read}, which it writes",
+                        step.origin()
+                    )),
+                    Some(producer) => {
+                        step.after.insert(producer.clone());
+                    }
+                    None if lake.exists(read) => {}
+                    None => problems.push(format!(
                         "{}: reads {read}, which no step produces and the lake does not hold",
                         step.origin()
-                    ));
+                    )),
                 }
             }
         }
         for table in config.steps.keys() {
             if !steps.contains_key(table) {
                 problems.push(format!(
-                    "config [steps.\"{table}\"]: no SQL file {}/{}/{}.sql",
+                    "config [steps.\"{table}\"]: no step file {}/{}/{}.sql (or {}{})",
                     config.sql_dir.display(),
                     table.layer,
-                    table.name
+                    table.name,
+                    table.name,
+                    als_step::spec::FILE_SUFFIX
                 ));
             }
         }
@@ -138,24 +193,28 @@ impl Dag {
     }
 
     /// The steps to run for `--select` (plus everything downstream of them with `downstream`).
-    /// An empty selection means every step.
+    /// A selection names a step or a table a step writes. An empty selection means every step.
     pub fn select(&self, selected: &[TableName], downstream: bool) -> Result<BTreeSet<TableName>> {
         if selected.is_empty() {
             return Ok(self.steps.keys().cloned().collect());
         }
         let mut chosen = BTreeSet::new();
         for table in selected {
-            if !self.steps.contains_key(table) {
-                return Err(Error::Usage(format!(
-                    "--select {table}: no step produces it (see `strata dag`)"
-                )));
-            }
-            chosen.insert(table.clone());
+            let step = self
+                .steps
+                .values()
+                .find(|s| &s.table == table || s.writes().contains(table))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--select {table}: no step produces it (see `strata dag`)"
+                    ))
+                })?;
+            chosen.insert(step.table.clone());
         }
         if downstream {
             // `order` is topological, so one pass in order reaches every transitive dependant.
             for table in &self.order {
-                if self.steps[table].reads.iter().any(|r| chosen.contains(r)) {
+                if self.steps[table].after.iter().any(|r| chosen.contains(r)) {
                     chosen.insert(table.clone());
                 }
             }
@@ -169,17 +228,16 @@ impl Dag {
         match format {
             DagFormat::Text => {
                 for step in self.ordered() {
-                    let kind = match &step.kind {
-                        StepKind::Ingest { .. } => "ingest".to_string(),
-                        StepKind::Sql(sql) => format!(
-                            "sql {}",
-                            sql.settings.materialization.unwrap_or_default().as_str()
-                        ),
-                    };
+                    let kind = step.kind_label();
                     let reads: Vec<String> = step.reads.iter().map(|t| t.to_string()).collect();
                     let _ = write!(out, "{} [{kind}] <- {}", step.table, step.origin());
                     if !reads.is_empty() {
                         let _ = write!(out, " reads {}", reads.join(", "));
+                    }
+                    let writes = step.writes();
+                    if writes != [step.table.clone()] {
+                        let writes: Vec<String> = writes.iter().map(|t| t.to_string()).collect();
+                        let _ = write!(out, " writes {}", writes.join(", "));
                     }
                     out.push('\n');
                 }
@@ -190,9 +248,10 @@ impl Dag {
                     let shape = match step.kind {
                         StepKind::Ingest { .. } => "cylinder",
                         StepKind::Sql(_) => "box",
+                        StepKind::Als(_) => "component",
                     };
                     let _ = writeln!(out, "  \"{}\" [shape={shape}];", step.table);
-                    for read in &step.reads {
+                    for read in &step.after {
                         let _ = writeln!(out, "  \"{read}\" -> \"{}\";", step.table);
                     }
                 }
@@ -209,8 +268,11 @@ impl Dag {
                         StepKind::Sql(_) => {
                             let _ = writeln!(out, "  {id}[\"{}\"]", step.table);
                         }
+                        StepKind::Als(_) => {
+                            let _ = writeln!(out, "  {id}[[\"{}\"]]", step.table);
+                        }
                     }
-                    for read in &step.reads {
+                    for read in &step.after {
                         let _ = writeln!(out, "  {} --> {id}", mermaid_id(read));
                     }
                 }
@@ -232,9 +294,18 @@ fn mermaid_id(table: &TableName) -> String {
     format!("{}_{}", table.layer, table.name)
 }
 
-/// Every `<sql_dir>/<layer>/<name>.sql`, sorted. Files elsewhere are ignored; a `.sql` file with an
-/// invalid table name or in the `system` layer is an error.
-fn sql_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf)>> {
+/// What a file in the SQL directory defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FileKind {
+    /// `<name>.sql`: a SQL step.
+    Sql,
+    /// `<name>.als.toml`: an ALS step.
+    Als,
+}
+
+/// Every `<sql_dir>/<layer>/<name>.sql` and `<name>.als.toml`, sorted. Other files are ignored; a
+/// step file with an invalid name or in the `system` layer is an error.
+fn step_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf, FileKind)>> {
     let mut files = Vec::new();
     if !sql_dir.is_dir() {
         return Ok(files);
@@ -246,14 +317,18 @@ fn sql_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf)>> {
         };
         for entry in entries {
             let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("sql") {
-                continue;
-            }
-            let stem = path
-                .file_stem()
+            let file_name = path
+                .file_name()
                 .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
+                .unwrap_or_default();
+            let (stem, kind) =
+                if let Some(stem) = file_name.strip_suffix(als_step::spec::FILE_SUFFIX) {
+                    (stem.to_string(), FileKind::Als)
+                } else if let Some(stem) = file_name.strip_suffix(".sql") {
+                    (stem.to_string(), FileKind::Sql)
+                } else {
+                    continue;
+                };
             if layer == Layer::System {
                 return Err(Error::Dag(format!(
                     "{}: the system layer is Strata's own; put steps under bronze, silver or gold",
@@ -262,11 +337,25 @@ fn sql_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf)>> {
             }
             TableName::validate_name(&stem)
                 .map_err(|message| Error::Dag(format!("{}: {message}", path.display())))?;
-            files.push((TableName::new(layer, stem), path));
+            files.push((TableName::new(layer, stem), path, kind));
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// Reads one ALS step file; it reads its `input` (and `eval.test_table`).
+fn read_als_step(name: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
+    let spec = AlsSpec::resolve(file, config)?;
+    Ok(Step {
+        table: name.clone(),
+        reads: spec.reads().into_iter().collect(),
+        kind: StepKind::Als(Box::new(AlsStep {
+            file: file.to_path_buf(),
+            spec,
+        })),
+        after: BTreeSet::new(),
+    })
 }
 
 /// Reads and parses one SQL step; its reads come from the query's table references.
@@ -300,6 +389,7 @@ fn read_sql_step(table: &TableName, file: &Path, config: Option<&Table>) -> Resu
             settings,
         })),
         reads,
+        after: BTreeSet::new(),
     })
 }
 
@@ -371,7 +461,7 @@ fn topological_order(steps: &BTreeMap<TableName, Step>) -> Result<Vec<TableName>
     let mut remaining: BTreeMap<&TableName, usize> = steps
         .values()
         .map(|s| {
-            let internal = s.reads.iter().filter(|r| steps.contains_key(*r)).count();
+            let internal = s.after.iter().filter(|r| steps.contains_key(*r)).count();
             (&s.table, internal)
         })
         .collect();
@@ -385,7 +475,7 @@ fn topological_order(steps: &BTreeMap<TableName, Step>) -> Result<Vec<TableName>
         remaining.remove(next);
         order.push(next.clone());
         for step in steps.values() {
-            if step.reads.contains(next) {
+            if step.after.contains(next) {
                 let n = remaining.get_mut(&step.table).expect("unvisited step");
                 *n -= 1;
                 if *n == 0 {
@@ -409,7 +499,7 @@ fn describe_cycle(steps: &BTreeMap<TableName, Step>, unsorted: &BTreeSet<&TableN
     loop {
         let current = path.last().expect("non-empty path");
         let next = steps[*current]
-            .reads
+            .after
             .iter()
             .find(|r| unsorted.contains(r))
             .expect("every unsorted step reads another unsorted step");
@@ -438,6 +528,7 @@ mod tests {
                 settings: StepSettings::default(),
             })),
             reads: reads.iter().map(|r| r.parse().unwrap()).collect(),
+            after: reads.iter().map(|r| r.parse().unwrap()).collect(),
         }
     }
 

@@ -1,12 +1,13 @@
-//! The pipeline: ingest steps and SQL steps, ordered by the tables they read, run into Delta tables.
+//! The pipeline: ingest, SQL and ALS steps, ordered by the tables they read, run into Delta tables.
 //!
-//! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step` and
-//! `sql_step` run one step each, `expectations` checks a result before commit, `commit` writes it,
+//! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
+//! `sql_step` and `als_step` run one step each, `expectations` checks a result before commit, `commit` writes it,
 //! and `run` schedules a whole run and records it in `system.runs`.
 //!
-//! Invariant: a step commits at most once per run and only after its result passed its expectations;
+//! Invariant: a step commits each table it writes at most once per run, and only after its result passed its expectations;
 //! a failed step leaves its table at the previous version and every step downstream is skipped.
 
+pub mod als_step;
 pub mod commit;
 pub mod dag;
 pub mod expectations;

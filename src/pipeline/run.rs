@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 use crate::pipeline::dag::{Dag, Step, StepKind};
-use crate::pipeline::{StepContext, StepResult, StepStatus, ingest_step, sql_step};
+use crate::pipeline::{StepContext, StepResult, StepStatus, als_step, ingest_step, sql_step};
 use crate::sample;
 
 /// What to run.
@@ -104,7 +104,7 @@ pub async fn run(
         while i < pending.len() {
             let step = pending[i];
             let upstream: Vec<&TableName> = step
-                .reads
+                .after
                 .iter()
                 .filter(|r| selected.contains(*r))
                 .collect();
@@ -195,6 +195,7 @@ async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
     match &step.kind {
         StepKind::Ingest { source } => ingest_step::run(ctx, &step.table, source).await,
         StepKind::Sql(sql) => sql_step::run(ctx, &step.table, sql, step.reads.iter()).await,
+        StepKind::Als(als) => als_step::run(ctx, &step.table, als).await,
     }
 }
 

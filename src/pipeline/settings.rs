@@ -158,7 +158,7 @@ pub fn resolve(file: &Path, header: Table, config: Option<&Table>) -> Result<Ste
     Ok(settings)
 }
 
-fn merge(into: &mut Table, from: &Table) {
+pub fn merge(into: &mut Table, from: &Table) {
     for (key, value) in from {
         match (into.get_mut(key), value) {
             (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link of datafusion + deltalake, as in delta-rs).
 
+mod als;
 mod cli;
 mod pipeline;
 mod project;

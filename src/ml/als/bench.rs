@@ -26,6 +26,8 @@ pub struct BenchArgs {
     pub factors: usize,
     pub iterations: usize,
     pub regularization: f32,
+    /// [`AlsParams::regularization_exponent`].
+    pub regularization_exponent: f32,
     pub implicit: bool,
     pub alpha: f32,
     /// Pool size; `None`: one per core.
@@ -44,6 +46,7 @@ impl Default for BenchArgs {
             factors: p.factors,
             iterations: p.iterations,
             regularization: p.regularization,
+            regularization_exponent: p.regularization_exponent,
             implicit: p.implicit,
             alpha: p.alpha,
             threads: None,
@@ -68,6 +71,7 @@ impl BenchArgs {
             factors: self.factors,
             iterations: self.iterations,
             regularization: self.regularization,
+            regularization_exponent: self.regularization_exponent,
             alpha: self.alpha,
             seed: self.seed,
             implicit: self.implicit,

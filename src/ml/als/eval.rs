@@ -39,6 +39,19 @@ pub fn split_mask(n: usize, test_fraction: f64, seed: u64) -> Vec<bool> {
     (0..n).map(|_| rng.next_f64() < test_fraction).collect()
 }
 
+/// `true` when the pair `(user, item)` is held out for test: a uniform draw from a SplitMix64
+/// seeded by `seed` and the pair, `< test_fraction`. Unlike [`split_mask`] it does not depend on
+/// row order, so a table read in any order splits the same way, and duplicate pairs land on the
+/// same side (no leakage between train and test).
+pub fn pair_held_out(user: i64, item: i64, test_fraction: f64, seed: u64) -> bool {
+    let key = seed
+        ^ (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (item as u64)
+            .rotate_left(32)
+            .wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    SplitMix64::new(key).next_f64() < test_fraction
+}
+
 /// Split rows into (train, test) with [`split_mask`]; order is preserved.
 pub fn random_split(rows: &[Rating], test_fraction: f64, seed: u64) -> (Vec<Rating>, Vec<Rating>) {
     let mask = split_mask(rows.len(), test_fraction, seed);
@@ -220,6 +233,58 @@ pub fn recommend_popular_all(
     })
 }
 
+/// Top-`k` lists for the evaluated users only (entry `u` is dense user `u`; users not evaluated
+/// get an empty list), so evaluation never scores every user.
+pub fn recommend_for_eval(
+    model: &AlsModel,
+    rel: &[RelevantUser],
+    k: usize,
+    pool: &rayon::ThreadPool,
+) -> Vec<Vec<u32>> {
+    let users: Vec<u32> = rel.iter().filter_map(|r| r.user).collect();
+    let lists: Vec<(u32, Vec<u32>)> = pool.install(|| {
+        users
+            .par_iter()
+            .map(|&u| {
+                (
+                    u,
+                    model.recommend(u, k).into_iter().map(|(i, _)| i).collect(),
+                )
+            })
+            .collect()
+    });
+    let mut recs = vec![Vec::new(); model.data().n_users()];
+    for (u, list) in lists {
+        recs[u as usize] = list;
+    }
+    recs
+}
+
+/// Everything measured on a test set: RMSE (meaningful for explicit models) and the ranking
+/// metrics at 10 of the model and of the most-popular baseline.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub rmse: RmseReport,
+    pub model: RankingMetrics,
+    pub popular: RankingMetrics,
+}
+
+/// Evaluates `model` on `test` with the definitions of the module docs.
+pub fn evaluate(
+    model: &AlsModel,
+    test: &[Rating],
+    threshold: f32,
+    pool: &rayon::ThreadPool,
+) -> Evaluation {
+    let rel = relevant_sets(model.data(), test, threshold);
+    let recs = recommend_for_eval(model, &rel, 10, pool);
+    Evaluation {
+        rmse: rmse(model, test),
+        model: ranking_metrics(&rel, &recs, 10),
+        popular: ranking_metrics(&rel, &recommend_popular_all(model.data(), 10, pool), 10),
+    }
+}
+
 /// Drop the scores from [`AlsModel::recommend_all`] output.
 pub fn ids_only(recs: Vec<Vec<(u32, f32)>>) -> Vec<Vec<u32>> {
     recs.into_iter()
@@ -284,6 +349,21 @@ mod tests {
         assert!((m.ndcg - ndcg).abs() < 1e-12);
         assert!((m.map - map).abs() < 1e-12);
         assert_eq!((m.eval_users, m.eval_users_not_in_train), (3, 1));
+    }
+
+    #[test]
+    fn pair_holdout_is_about_the_fraction_and_independent_of_order() {
+        let held: usize = (0..100i64)
+            .flat_map(|u| (0..100i64).map(move |i| (u, i)))
+            .filter(|&(u, i)| pair_held_out(u, i, 0.2, 42))
+            .count();
+        assert!((1800..2200).contains(&held), "{held} of 10000 held out");
+        assert_eq!(pair_held_out(5, 9, 0.2, 42), pair_held_out(5, 9, 0.2, 42));
+        let other_seed: usize = (0..1000i64)
+            .filter(|&u| pair_held_out(u, 1, 0.2, 42) != pair_held_out(u, 1, 0.2, 7))
+            .count();
+        assert!(other_seed > 100, "the seed must change the split");
+        assert!(!pair_held_out(1, 2, 0.0, 42));
     }
 
     #[test]
