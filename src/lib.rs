@@ -8,6 +8,8 @@
 //!            sql/silver/*.sql ──▶ silver.<name>   (one SELECT per file; DAG read from the SQL)
 //!                           │
 //!            sql/gold/*.sql   ──▶ gold.<name>     (expectations checked before every commit)
+//!                           │
+//!   sql/gold/<name>.als.toml ──▶ gold.user_recommendations, gold.similar_items, ... (ALS, all or none)
 //! ```
 //!
 //! Tour of the modules:
@@ -16,8 +18,8 @@
 //!   a DataFusion session where every table is queryable, plus `table_version` / `table_as_of`.
 //! - [`ingest`]: parsers for CSV, MovieLens `::` files, JSON/NDJSON and Parquet that account for every
 //!   line (a row or a reject).
-//! - [`pipeline`]: the step DAG, per-step settings and expectations, ingest and SQL steps, commits, and
-//!   the run scheduler.
+//! - [`pipeline`]: the step DAG, per-step settings and expectations, ingest, SQL and ALS steps,
+//!   commits, and the run scheduler.
 //! - [`inspect`]: table list, version history, restore.
 //! - [`query`]: read-only SQL.
 //! - [`sample`]: the seeded MovieLens-shaped data generator.
