@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Strata in a container: `docker build -t strata .` then
-# `docker run --rm -v "$PWD/lake:/app/lake" strata run`.
+# `docker run --rm -v "$PWD/lake:/app/lake" strata run`, and the API:
+# `docker run --rm -p 8080:8080 -v "$PWD/lake:/app/lake" strata serve --bind 0.0.0.0:8080`.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -22,5 +23,6 @@ COPY sql ./sql
 RUN mkdir -p /app/lake && chown -R strata:strata /app
 USER strata
 VOLUME ["/app/lake"]
+EXPOSE 8080
 ENTRYPOINT ["strata"]
 CMD ["run"]

@@ -84,6 +84,12 @@ pub enum Command {
         #[arg(long)]
         version: u64,
     },
+    /// Serve the lake over HTTP: tables, time travel, read-only SQL, recommendations, metrics.
+    Serve {
+        /// Address to listen on (overrides serve.bind), e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+    },
     /// Print the step graph.
     Dag {
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
@@ -216,6 +222,12 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             let new_version = inspect::restore(&lake, &table, version).await?;
             emit!("{table} restored to the contents of version {version} as version {new_version}");
             Ok(())
+        }
+        Command::Serve { bind } => {
+            let addr = bind.unwrap_or(config.serve.bind);
+            let server = crate::api::Server::bind(Arc::new(config), addr).await?;
+            eprintln!("strata serve listening on http://{}", server.local_addr());
+            server.serve(crate::api::shutdown_signal()).await
         }
         Command::Dag { format } => {
             let lake = Lake::try_new(&config.lake_root)?;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::{Table, Value};
 
+use crate::api::settings::{RawServe, ServeConfig};
 use crate::catalog::{SessionOptions, TableName};
 use crate::ingest::{ColumnSpec, parse_columns};
 use crate::sample::SampleSpec;
@@ -49,6 +50,31 @@ dir = "sql"
 concurrency = 1
 memory_limit_mb = 0
 
+[serve]
+bind = "127.0.0.1:8080"
+default_page_rows = 100
+max_page_rows = 10000
+query_max_rows = 10000
+query_timeout_ms = 30000
+query_memory_limit_mb = 1024
+request_timeout_ms = 60000
+max_body_bytes = 1048576
+refresh_interval_ms = 1000
+cache_entries = 100000
+cors_origins = []
+open_paths = ["/health", "/ready", "/metrics", "/openapi.json"]
+
+[serve.recommendations]
+items_table = "silver.movies"
+item_id_column = "movie_id"
+item_columns = ["title", "year", "genres"]
+
+[serve.auth]
+hs256_secret = ""
+rs256_public_key_file = ""
+issuer = ""
+audience = ""
+
 [sources.ratings]
 format = "movielens"
 path = "ratings.dat"
@@ -66,7 +92,12 @@ columns = "user_id bigint, gender string, age int, occupation int, zip_code stri
 "#;
 
 /// Keys whose values are paths, resolved against the directory of the layer that set them.
-const PATH_KEYS: [&[&str]; 3] = [&["lake", "root"], &["ingest", "raw_dir"], &["sql", "dir"]];
+const PATH_KEYS: [&[&str]; 4] = [
+    &["lake", "root"],
+    &["ingest", "raw_dir"],
+    &["sql", "dir"],
+    &["serve", "auth", "rs256_public_key_file"],
+];
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +118,8 @@ pub struct Config {
     pub steps: BTreeMap<TableName, Table>,
     /// DataFusion options passed through verbatim (`datafusion.execution.batch_size` = "8192").
     pub datafusion: BTreeMap<String, String>,
+    /// `strata serve`.
+    pub serve: ServeConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +215,7 @@ struct RawConfig {
     sample: RawSample,
     sql: RawSql,
     run: RawRun,
+    serve: RawServe,
     sources: BTreeMap<String, RawSource>,
     steps: BTreeMap<String, Table>,
     datafusion: Table,
@@ -466,12 +500,20 @@ fn merge_layers(layers: Vec<Layer>) -> (Table, BTreeMap<String, String>) {
 }
 
 fn resolve_path_key(values: &mut Table, key: &[&str], base: &Path) {
-    let Some(Value::Table(section)) = values.get_mut(key[0]) else {
+    let Some((last, sections)) = key.split_last() else {
         return;
     };
-    if let Some(Value::String(s)) = section.get_mut(key[1]) {
+    let mut table = values;
+    for section in sections {
+        let Some(Value::Table(inner)) = table.get_mut(*section) else {
+            return;
+        };
+        table = inner;
+    }
+    if let Some(Value::String(s)) = table.get_mut(*last) {
         let p = Path::new(s.as_str());
-        if p.is_relative() && !s.contains("://") {
+        // An empty value means "not set", not "this directory".
+        if !s.is_empty() && p.is_relative() && !s.contains("://") {
             *s = normalize(&base.join(p)).display().to_string();
         }
     }
@@ -626,6 +668,8 @@ fn validate(
         }
     }
 
+    let serve = raw.serve.validate(&mut report);
+
     Config {
         lake_root,
         ingest: IngestConfig {
@@ -643,6 +687,7 @@ fn validate(
         memory_limit_mb: raw.run.memory_limit_mb.filter(|mb| *mb > 0),
         steps,
         datafusion,
+        serve,
     }
 }
 

@@ -24,10 +24,13 @@
 //! - [`query`]: read-only SQL.
 //! - [`sample`]: the seeded MovieLens-shaped data generator.
 //! - [`ml`]: alternating least squares (training, recommendations, evaluation, `strata bench als`).
+//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations, auth,
+//!   version-keyed cache, metrics, OpenAPI).
 //! - [`output`], [`cli`]: rendering and the command line.
 //!
 //! Every table is a plain Delta table, so Spark, DuckDB, pandas and polars read the lake directly.
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,259 @@
+//! `strata serve`: the HTTP API over the lake (axum).
+//!
+//! Reads only: gold and every other table page by page with filters and time travel, version
+//! history and schemas, read-only SQL, recommendations and similar items from the ALS step's gold
+//! tables, Prometheus metrics and an OpenAPI 3.1 document generated from the handlers.
+//!
+//! Invariants: every response is computed from pinned Delta snapshots and cached under the versions
+//! it read, so nothing stale is served once the refresher (or `POST /v1/admin/refresh`) has seen a
+//! new version; errors are `{"error":{"code","message"}}` with stable codes; with auth on, only
+//! `serve.open_paths` answer without a valid token.
+
+pub mod auth;
+pub mod cache;
+pub mod encode;
+pub mod error;
+pub mod index;
+pub mod metrics;
+pub mod page;
+pub mod routes;
+pub mod settings;
+pub mod snapshots;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::info;
+use utoipa::OpenApi;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use error::ApiError;
+use routes::{admin, health, query, recommendations, tables};
+use state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Strata", description = "Lakehouse tables, read-only SQL and recommendations over Delta Lake."),
+    paths(
+        health::health_get,
+        health::ready_get,
+        tables::tables_list,
+        tables::table_read,
+        tables::table_history,
+        tables::table_schema,
+        query::query_run,
+        recommendations::recommendations_get,
+        recommendations::similar_get,
+        admin::refresh_post,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The router with every route and layer.
+pub fn router(state: Arc<AppState>) -> Router {
+    let serve = &state.config.serve;
+    let mut app = Router::new()
+        .route("/health", get(health::health_get))
+        .route("/ready", get(health::ready_get))
+        .route("/metrics", get(metrics_get))
+        .route("/openapi.json", get(openapi_get))
+        .route("/v1/tables", get(tables::tables_list))
+        .route("/v1/tables/{table}", get(tables::table_read))
+        .route("/v1/tables/{table}/history", get(tables::table_history))
+        .route("/v1/tables/{table}/schema", get(tables::table_schema))
+        .route("/v1/query", post(query::query_run))
+        .route(
+            "/v1/users/{user_id}/recommendations",
+            get(recommendations::recommendations_get),
+        )
+        .route(
+            "/v1/items/{item_id}/similar",
+            get(recommendations::similar_get),
+        )
+        .route("/v1/admin/refresh", post(admin::refresh_post))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_token,
+        ))
+        .layer(RequestBodyLimitLayer::new(serve.max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(serve.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            serve.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http());
+    if let Some(cors) = cors_layer(&serve.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+            ])
+            .expose_headers([
+                header::ETAG,
+                "x-strata-version".parse().expect("header name"),
+            ]),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        "no such endpoint (GET /openapi.json lists them)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn metrics_get(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn openapi_get() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+}
+
+/// A bound, not yet serving, server: lets callers (and tests) learn the port before serving.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Builds the state and binds `addr` (port 0 picks a free port).
+    pub async fn bind(config: Arc<Config>, addr: SocketAddr) -> Result<Server> {
+        let state = AppState::try_new(config)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+        Ok(Server { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let state = Arc::clone(&self.state);
+        let interval = state.config.serve.refresh_interval;
+        let refresher = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                state.refresh().await;
+            }
+        });
+        info!(addr = %self.local_addr(), lake = %self.state.lake.root().display(), "serving");
+        let result = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::Usage(format!("server failed: {e}")));
+        refresher.abort();
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,50 @@
+//! `GET /health` (the process answers) and `GET /ready` (the lake can be read).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub status: &'static str,
+    /// Tables in the lake.
+    pub tables: usize,
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]
+pub async fn health_get() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the lake directory can be listed.
+#[utoipa::path(get, path = "/ready", tag = "health", responses(
+    (status = 200, body = Ready),
+    (status = 503, body = crate::api::error::ErrorBody)
+))]
+pub async fn ready_get(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ready>> {
+    let root = state.lake.root();
+    if std::fs::read_dir(root).is_err() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lake_unavailable",
+            format!("the lake at {} cannot be read", root.display()),
+        ));
+    }
+    Ok(Json(Ready {
+        status: "ready",
+        tables: state.lake.list().len(),
+    }))
+}

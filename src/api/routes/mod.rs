@@ -1,0 +1,7 @@
+//! Handlers, one module per resource.
+
+pub mod admin;
+pub mod health;
+pub mod query;
+pub mod recommendations;
+pub mod tables;

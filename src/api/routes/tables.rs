@@ -1,0 +1,239 @@
+//! `/v1/tables`: the catalog, pages of rows (with time travel), version history and schemas.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::api::cache::Cached;
+use crate::api::encode::Encoding;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::page::{At, PageRequest};
+use crate::api::snapshots::Snapshot;
+use crate::api::state::AppState;
+use crate::catalog::TableName;
+
+/// Parses and validates a table name from a path: `layer.name` of an existing table. Anything
+/// else (`../x`, `gold/x`, unknown layer) is rejected before the lake is touched.
+pub fn table_name(state: &AppState, text: &str) -> ApiResult<TableName> {
+    let table: TableName = text.parse().map_err(|e| {
+        ApiError::not_found(
+            "table_not_found",
+            format!("{text:?} is not a table name: {e}"),
+        )
+    })?;
+    if !state.lake.exists(&table) {
+        return Err(ApiError::not_found(
+            "table_not_found",
+            format!("table {table} does not exist (GET /v1/tables lists them)"),
+        ));
+    }
+    Ok(table)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableSummary {
+    pub table: String,
+    pub layer: String,
+    pub version: u64,
+    pub rows: Option<u64>,
+    /// RFC 3339.
+    pub last_commit: Option<String>,
+}
+
+/// Every table of the lake.
+#[utoipa::path(get, path = "/v1/tables", tag = "tables", responses((status = 200, body = [TableSummary])))]
+pub async fn tables_list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<TableSummary>>> {
+    let tables = crate::inspect::tables(&state.lake).await?;
+    Ok(Json(
+        tables
+            .into_iter()
+            .map(|t| TableSummary {
+                layer: t.layer.clone(),
+                table: t.table,
+                version: t.version,
+                rows: t.rows,
+                last_commit: t.last_commit,
+            })
+            .collect(),
+    ))
+}
+
+/// Rows of a table: filter, order, project, page; any version (`version`, `as_of`).
+#[utoipa::path(get, path = "/v1/tables/{table}", tag = "tables",
+    params(
+        ("table" = String, Path, description = "layer.name, e.g. gold.movie_stats"),
+        ("limit" = Option<usize>, Query, description = "rows (default serve.default_page_rows, capped at serve.max_page_rows)"),
+        ("offset" = Option<usize>, Query),
+        ("columns" = Option<String>, Query, description = "comma-separated columns"),
+        ("order_by" = Option<String>, Query, description = "comma-separated; `-col` or `col:desc` for descending"),
+        ("filter" = Option<String>, Query, description = "repeatable `column:op:value`; ops eq ne lt le gt ge like in contains is_null not_null"),
+        ("version" = Option<u64>, Query, description = "Delta version to read"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339: the latest version committed at or before it"),
+        ("format" = Option<String>, Query, description = "json (default), ndjson, csv, arrow; or the Accept header"),
+    ),
+    responses(
+        (status = 200, description = "`{table, version, offset, limit, rows}` in JSON; rows only in the other formats (version in X-Strata-Version)"),
+        (status = 304, description = "If-None-Match matched: same versions, same request"),
+        (status = 400, body = crate::api::error::ErrorBody),
+        (status = 404, body = crate::api::error::ErrorBody),
+    ))]
+pub async fn table_read(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let table = table_name(&state, &table)?;
+    let serve = &state.config.serve;
+    let page = PageRequest::parse(
+        query.as_deref(),
+        serve.default_page_rows,
+        serve.max_page_rows,
+    )?;
+    let encoding = Encoding::negotiate(page.format.as_deref(), &headers)?;
+    let snapshot = match page.at {
+        At::Latest => state.snapshots.latest(&table).await?,
+        At::Version(v) => state.snapshots.at_version(&table, v).await?,
+        At::AsOf(at) => state.snapshots.as_of(&table, at).await?,
+    };
+    let key = format!(
+        "page|{table}@{}|{}|{}",
+        snapshot.version,
+        page.canonical,
+        encoding.name()
+    );
+    let cached = state
+        .cache
+        .get_or_make(
+            "table_page",
+            key.clone(),
+            render_page(&snapshot, &page, encoding, &key),
+        )
+        .await?;
+    Ok(with_version(cached.respond(&headers), snapshot.version))
+}
+
+async fn render_page(
+    snapshot: &Snapshot,
+    page: &PageRequest,
+    encoding: Encoding,
+    key: &str,
+) -> ApiResult<Cached> {
+    let ctx = SessionContext::new();
+    let frame = page.apply(ctx.read_table(Arc::clone(&snapshot.provider))?)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let mut envelope = Map::new();
+    envelope.insert("table".into(), Value::from(snapshot.table.to_string()));
+    envelope.insert("version".into(), Value::from(snapshot.version));
+    envelope.insert("offset".into(), Value::from(page.offset));
+    envelope.insert("limit".into(), Value::from(page.limit));
+    let body = encoding.encode(&schema, &batches, envelope)?;
+    Ok(Cached::new(key, encoding.content_type(), body))
+}
+
+fn with_version(mut response: Response, version: u64) -> Response {
+    response.headers_mut().insert(
+        "x-strata-version",
+        HeaderValue::from_str(&version.to_string()).expect("digits"),
+    );
+    response
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Version {
+    pub version: u64,
+    pub timestamp: Option<String>,
+    pub operation: Option<String>,
+    pub rows_written: Option<u64>,
+    pub run_id: Option<String>,
+    pub step: Option<String>,
+}
+
+/// Every Delta version of a table, newest first.
+#[utoipa::path(get, path = "/v1/tables/{table}/history", tag = "tables",
+    params(("table" = String, Path)),
+    responses((status = 200, body = [Version]), (status = 404, body = crate::api::error::ErrorBody)))]
+pub async fn table_history(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+) -> ApiResult<Json<Vec<Version>>> {
+    let table = table_name(&state, &table)?;
+    let history = crate::inspect::history(&state.lake, &table).await?;
+    Ok(Json(
+        history
+            .into_iter()
+            .map(|h| Version {
+                version: h.version,
+                timestamp: h.timestamp,
+                operation: h.operation,
+                rows_written: h.rows_written,
+                run_id: h.run_id,
+                step: h.step,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Schema {
+    pub table: String,
+    pub version: u64,
+    pub columns: Vec<SchemaColumn>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchemaColumn {
+    pub name: String,
+    /// Arrow type, e.g. `Int64`, `Utf8`, `List(Utf8)`.
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// The columns of the table's current version.
+#[utoipa::path(get, path = "/v1/tables/{table}/schema", tag = "tables",
+    params(("table" = String, Path)),
+    responses((status = 200, body = Schema), (status = 404, body = crate::api::error::ErrorBody)))]
+pub async fn table_schema(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+) -> ApiResult<Response> {
+    let table = table_name(&state, &table)?;
+    let snapshot = state.snapshots.latest(&table).await?;
+    let schema = snapshot.provider.schema();
+    let body = Schema {
+        table: table.to_string(),
+        version: snapshot.version,
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| SchemaColumn {
+                name: f.name().clone(),
+                data_type: format_type(f.data_type()),
+                nullable: f.is_nullable(),
+            })
+            .collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
+fn format_type(data_type: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType;
+    match data_type {
+        DataType::List(inner) | DataType::LargeList(inner) => {
+            format!("List({})", format_type(inner.data_type()))
+        }
+        // DataFusion reads strings as views; users know them as plain strings.
+        DataType::Utf8View => DataType::Utf8.to_string(),
+        DataType::BinaryView => DataType::Binary.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,64 @@
+//! What every handler shares: the lake, the configuration, the served snapshots, the response
+//! cache, the recommendation indexes, metrics and the token verifier.
+
+use std::sync::Arc;
+
+use crate::api::auth::Verifier;
+use crate::api::cache::ResponseCache;
+use crate::api::index::Indexes;
+use crate::api::metrics::Metrics;
+use crate::api::snapshots::Snapshots;
+use crate::catalog::{Lake, SessionOptions};
+use crate::config::Config;
+use crate::error::Result;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub lake: Arc<Lake>,
+    pub config: Arc<Config>,
+    pub snapshots: Snapshots,
+    pub cache: ResponseCache,
+    pub indexes: Indexes,
+    pub metrics: Arc<Metrics>,
+    /// `None`: auth is off.
+    pub verifier: Option<Verifier>,
+}
+
+impl AppState {
+    pub fn try_new(config: Arc<Config>) -> Result<Arc<AppState>> {
+        let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+        let metrics = Arc::new(Metrics::new());
+        let verifier = config
+            .serve
+            .auth
+            .as_ref()
+            .map(Verifier::try_new)
+            .transpose()?;
+        Ok(Arc::new(AppState {
+            snapshots: Snapshots::new(Arc::clone(&lake)),
+            cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
+            indexes: Indexes::default(),
+            lake,
+            config,
+            metrics,
+            verifier,
+        }))
+    }
+
+    /// Session settings for `POST /v1/query`: the config's DataFusion options and the query pool.
+    pub fn query_session_options(&self) -> SessionOptions {
+        SessionOptions {
+            datafusion: self.config.datafusion.clone(),
+            memory_limit_bytes: Some(self.config.serve.query_memory_limit_bytes),
+        }
+    }
+
+    /// Picks up new table versions now; publishes the served versions to `/metrics`.
+    pub async fn refresh(&self) -> Vec<(crate::catalog::TableName, u64)> {
+        let moved = self.snapshots.refresh().await;
+        for (table, version) in self.snapshots.versions() {
+            self.metrics.set_table_version(&table.to_string(), version);
+        }
+        moved
+    }
+}
