@@ -43,8 +43,10 @@ pub struct ItemDetails {
 /// Everything recommendation responses read, and the versions it was built from.
 #[derive(Debug)]
 pub struct RecommendationIndex {
-    /// `(table, version)` of every table read; part of cache keys and ETags.
+    /// `(table, version)` of every table read.
     pub versions: Vec<(TableName, u64)>,
+    /// `table@version,...`: names the data behind a response in cache keys and ETags.
+    pub version_key: String,
     pub users: RankedLists,
     pub similar: RankedLists,
     /// Most interactions first: the fallback for unknown users.
@@ -53,15 +55,6 @@ pub struct RecommendationIndex {
 }
 
 impl RecommendationIndex {
-    /// `table@version,...`: names the data behind a response.
-    pub fn version_key(&self) -> String {
-        self.versions
-            .iter()
-            .map(|(t, v)| format!("{t}@{v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
     /// Item details merged with rank and score, one JSON object per item.
     pub fn items_json(&self, list: &[Ranked], k: usize) -> Vec<Value> {
         list.iter()
@@ -85,7 +78,10 @@ impl RecommendationIndex {
 
 #[derive(Debug, Default)]
 pub struct Indexes {
-    recommendations: Mutex<Option<Arc<RecommendationIndex>>>,
+    /// The index most recently built; read on every request without waiting.
+    current: std::sync::RwLock<Option<Arc<RecommendationIndex>>>,
+    /// Held while rebuilding, so a version change triggers one rebuild, not one per request.
+    rebuilding: Mutex<()>,
 }
 
 fn gold(name: &str) -> TableName {
@@ -99,52 +95,80 @@ impl Indexes {
         snapshots: &Snapshots,
         config: &RecommendationsConfig,
     ) -> ApiResult<Arc<RecommendationIndex>> {
-        let not_trained = |table: &TableName| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "model_not_available",
-                format!("{table} does not exist yet: run the pipeline (strata run) first"),
-            )
-        };
-        let mut sources = Vec::new();
-        for table in [
-            gold("user_recommendations"),
-            gold("similar_items"),
-            gold("item_popularity"),
-        ] {
-            let snapshot = snapshots
-                .latest_if_exists(&table)
-                .await?
-                .ok_or_else(|| not_trained(&table))?;
-            sources.push(snapshot);
+        let sources = current_sources(snapshots, config).await?;
+        if let Some(index) = self.built_from(&sources) {
+            return Ok(index);
         }
-        if let Some(items) = &config.items_table
-            && let Some(snapshot) = snapshots.latest_if_exists(items).await?
-        {
-            sources.push(snapshot);
+        let _rebuilding = self.rebuilding.lock().await;
+        // Another request may have rebuilt it while this one waited.
+        if let Some(index) = self.built_from(&sources) {
+            return Ok(index);
         }
-        let versions: Vec<(TableName, u64)> = sources
-            .iter()
-            .map(|s| (s.table.clone(), s.version))
-            .collect();
-
-        let mut current = self.recommendations.lock().await;
-        if let Some(index) = current.as_ref()
-            && index.versions == versions
-        {
-            return Ok(Arc::clone(index));
-        }
-        let index = Arc::new(build(&sources, versions, config).await?);
-        *current = Some(Arc::clone(&index));
+        let index = Arc::new(build(&sources, config).await?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&index));
         Ok(index)
     }
+
+    /// The current index if it was built from exactly these snapshots' versions.
+    fn built_from(&self, sources: &[Arc<Snapshot>]) -> Option<Arc<RecommendationIndex>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let index = current.as_ref()?;
+        let same = index.versions.len() == sources.len()
+            && index
+                .versions
+                .iter()
+                .zip(sources)
+                .all(|((table, version), s)| *version == s.version && *table == s.table);
+        same.then(|| Arc::clone(index))
+    }
+}
+
+/// The snapshots recommendation responses read: the three gold tables (required) and the item
+/// details table (when configured and present).
+async fn current_sources(
+    snapshots: &Snapshots,
+    config: &RecommendationsConfig,
+) -> ApiResult<Vec<Arc<Snapshot>>> {
+    let not_trained = |table: &TableName| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "model_not_available",
+            format!("{table} does not exist yet: run the pipeline (strata run) first"),
+        )
+    };
+    let mut sources = Vec::with_capacity(4);
+    for table in [
+        gold("user_recommendations"),
+        gold("similar_items"),
+        gold("item_popularity"),
+    ] {
+        let snapshot = snapshots
+            .latest_if_exists(&table)
+            .await?
+            .ok_or_else(|| not_trained(&table))?;
+        sources.push(snapshot);
+    }
+    if let Some(items) = &config.items_table
+        && let Some(snapshot) = snapshots.latest_if_exists(items).await?
+    {
+        sources.push(snapshot);
+    }
+    Ok(sources)
 }
 
 async fn build(
     sources: &[Arc<Snapshot>],
-    versions: Vec<(TableName, u64)>,
     config: &RecommendationsConfig,
 ) -> ApiResult<RecommendationIndex> {
+    let versions: Vec<(TableName, u64)> = sources
+        .iter()
+        .map(|s| (s.table.clone(), s.version))
+        .collect();
+    let version_key = versions
+        .iter()
+        .map(|(t, v)| format!("{t}@{v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let users = ranked_lists(&sources[0], "user_id", "item_id").await?;
     let similar = ranked_lists(&sources[1], "item_id", "similar_item_id").await?;
     let popular = popularity(&sources[2]).await?;
@@ -154,6 +178,7 @@ async fn build(
     };
     Ok(RecommendationIndex {
         versions,
+        version_key,
         users,
         similar,
         popular,
@@ -284,6 +309,7 @@ mod tests {
         details.by_item.insert(1, toy);
         let index = RecommendationIndex {
             versions: vec![(gold("user_recommendations"), 3)],
+            version_key: "gold.user_recommendations@3".into(),
             users: RankedLists::default(),
             similar: RankedLists::default(),
             popular: Vec::new(),
@@ -306,6 +332,5 @@ mod tests {
             items[0]["score"], 0.5,
             "the recommendation's own fields win"
         );
-        assert_eq!(index.version_key(), "gold.user_recommendations@3");
     }
 }

@@ -85,7 +85,7 @@ pub async fn recommendations_get(
         .indexes
         .recommendations(&state.snapshots, &state.config.serve.recommendations)
         .await?;
-    let versions = index.version_key();
+    let versions = index.version_key.clone();
     let key = format!("recs|{versions}|{user}|{k}");
     let make = async {
         let (fallback, list) = match index.users.by_id.get(&user) {
@@ -134,7 +134,7 @@ pub async fn similar_get(
             format!("item {item} is not in the model (gold.similar_items)"),
         ));
     };
-    let versions = index.version_key();
+    let versions = index.version_key.clone();
     let key = format!("similar|{versions}|{item}|{k}");
     let make = async {
         let body = serde_json::to_vec(&SimilarItems {
