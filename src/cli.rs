@@ -17,6 +17,7 @@ use crate::output::{self, Format};
 use crate::pipeline::StepStatus;
 use crate::pipeline::dag::{Dag, DagFormat};
 use crate::pipeline::run::{self, RunOptions, StepReport};
+use crate::pipeline::run_log::{self, Trigger};
 use crate::query;
 use crate::sample::{self, SampleSpec};
 
@@ -90,6 +91,17 @@ pub enum Command {
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
     },
+    /// The run history: runs newest first (`strata runs`), or one run's steps
+    /// (`strata runs show RUN_ID`, or `last`).
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Print the step graph.
     Dag {
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
@@ -114,6 +126,17 @@ pub enum Command {
         /// Output directory (default: the configured raw directory).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every step attempt of one run: status, rows, version written, input versions, error.
+    Show {
+        /// A run id from `strata runs`, or `last`.
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -167,6 +190,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             full_refresh,
         } => {
             let options = RunOptions {
+                trigger: Trigger::Cli,
                 select: parse_tables(&select)?,
                 downstream,
                 full_refresh,
@@ -228,6 +252,49 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             let server = crate::api::Server::bind(Arc::new(config), addr).await?;
             eprintln!("strata serve listening on http://{}", server.local_addr());
             server.serve(crate::api::shutdown_signal()).await
+        }
+        Command::Runs {
+            show,
+            limit,
+            format,
+        } => {
+            let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+            match show {
+                None => {
+                    let runs = run_log::list_runs(&lake, limit).await?;
+                    let columns = [
+                        "run_id",
+                        "trigger",
+                        "selection",
+                        "started_at",
+                        "ended_at",
+                        "status",
+                        "error",
+                    ];
+                    emit!("{}", output::rows(&runs, &columns, format)?);
+                }
+                Some(RunsCommand::Show { run_id, format }) => {
+                    let run_id = if run_id == "last" {
+                        run_log::last_run_id(&lake)
+                            .await?
+                            .ok_or_else(|| Error::Usage("no run recorded yet".into()))?
+                    } else {
+                        run_id
+                    };
+                    let steps = run_log::run_steps(&lake, &run_id).await?;
+                    if steps.is_empty() {
+                        return Err(Error::Usage(format!(
+                            "no steps recorded for run {run_id} (see `strata runs`)"
+                        )));
+                    }
+                    let columns = [
+                        "step", "attempt", "status", "rows", "version", "ended_at", "inputs",
+                        "error",
+                    ];
+                    emit!("{}", output::rows(&steps, &columns, format)?);
+                }
+            }
+            Ok(())
         }
         Command::Dag { format } => {
             let lake = Lake::try_new(&config.lake_root)?;

@@ -78,6 +78,13 @@ pub enum Error {
     #[error("ALS step {step}: {message}")]
     Als { step: TableName, message: String },
 
+    /// Another run holds the lake.
+    #[error(
+        "the lake is busy: {holder} holds {}; wait for it to finish (a lock left by a process \
+         that is gone is recovered automatically)", lock.display()
+    )]
+    LakeBusy { lock: PathBuf, holder: String },
+
     /// One or more steps failed during `strata run`; each has been reported already.
     #[error("{failed} step(s) failed, {skipped} skipped because an upstream step failed")]
     RunFailed { failed: usize, skipped: usize },

@@ -2,7 +2,8 @@
 //!
 //! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
 //! `sql_step` and `als_step` run one step each, `expectations` checks a result before commit, `commit` writes it,
-//! and `run` schedules a whole run and records it in `system.runs`.
+//! `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
+//! `lake_lock` keeps it the only run on its lake.
 //!
 //! Invariant: a step commits each table it writes at most once per run, and only after its result passed its expectations;
 //! a failed step leaves its table at the previous version and every step downstream is skipped.
@@ -12,7 +13,9 @@ pub mod commit;
 pub mod dag;
 pub mod expectations;
 pub mod ingest_step;
+pub mod lake_lock;
 pub mod run;
+pub mod run_log;
 pub mod settings;
 pub mod sql_step;
 

@@ -2,29 +2,31 @@
 //!
 //! Steps whose inputs are ready run concurrently (up to `run.concurrency`). A failed step is reported
 //! and every step reading it, directly or not, is skipped; independent branches still run. Each step's
-//! outcome is reported as it finishes and the whole run is appended to `system.runs`.
+//! outcome is reported as it finishes and logged to `system.step_runs`; the run itself is a row of
+//! `system.runs` (see `run_log`). One run at a time per lake (`lake_lock`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::Utc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::catalog::{Lake, Layer, TableName};
+use crate::catalog::{Lake, TableName};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 use crate::pipeline::dag::{Dag, Step, StepKind};
+use crate::pipeline::lake_lock::LakeLock;
+use crate::pipeline::run_log::{self, RunRecord, Trigger};
 use crate::pipeline::{StepContext, StepResult, StepStatus, als_step, ingest_step, sql_step};
 use crate::sample;
 
 /// What to run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// What started the run (recorded in `system.runs`).
+    pub trigger: Trigger,
     /// Only these steps (all when empty).
     pub select: Vec<TableName>,
     /// Also every step downstream of the selection.
@@ -33,10 +35,38 @@ pub struct RunOptions {
     pub full_refresh: bool,
 }
 
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            trigger: Trigger::Cli,
+            select: Vec::new(),
+            downstream: false,
+            full_refresh: false,
+        }
+    }
+}
+
+impl RunOptions {
+    /// How `system.runs` names the selection.
+    fn selection(&self) -> String {
+        if self.select.is_empty() {
+            return "all".into();
+        }
+        let tables: Vec<String> = self.select.iter().map(|t| t.to_string()).collect();
+        let mut text = tables.join(",");
+        if self.downstream {
+            text.push_str(" +downstream");
+        }
+        text
+    }
+}
+
 /// One step's outcome in a run.
 #[derive(Debug, Clone)]
 pub struct StepReport {
     pub table: TableName,
+    /// 1 for the first try.
+    pub attempt: u32,
     pub status: StepStatus,
     pub rows: Option<u64>,
     pub version: Option<u64>,
@@ -66,11 +96,6 @@ impl RunSummary {
     }
 }
 
-/// The table recording every step of every run.
-pub fn runs_table() -> TableName {
-    TableName::new(Layer::System, "runs")
-}
-
 /// Runs the pipeline; `on_step` sees each step's report as soon as it is known.
 pub async fn run(
     config: Arc<Config>,
@@ -78,6 +103,8 @@ pub async fn run(
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<RunSummary> {
     let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let _lock = LakeLock::acquire(&config.lake_root, &run_id)?;
     generate_sample_if_empty(&config).await?;
     let dag = Dag::build(&config, &lake)?;
     let selected = dag.select(&options.select, options.downstream)?;
@@ -85,11 +112,31 @@ pub async fn run(
     let ctx = StepContext {
         lake: Arc::clone(&lake),
         config: Arc::clone(&config),
-        run_id: uuid::Uuid::new_v4().to_string(),
+        run_id,
         started_at: Utc::now(),
         full_refresh: options.full_refresh,
     };
     info!(run_id = %ctx.run_id, steps = selected.len(), "run started");
+    // Holding the lock, every run still marked running belongs to a process that is gone.
+    match run_log::mark_abandoned(&lake, ctx.started_at).await {
+        Ok(0) => {}
+        Ok(n) => warn!(
+            runs = n,
+            "marked runs left running by a killed process as failed"
+        ),
+        Err(e) => warn!(error = %e, "could not check system.runs for abandoned runs"),
+    }
+    let mut record = RunRecord {
+        run_id: ctx.run_id.clone(),
+        trigger: options.trigger.as_str().into(),
+        selection: options.selection(),
+        full_refresh: options.full_refresh,
+        started_at: ctx.started_at.to_rfc3339(),
+        ended_at: None,
+        status: "running".into(),
+        error: None,
+    };
+    run_log::upsert_runs(&lake, std::slice::from_ref(&record)).await?;
 
     let mut pending: Vec<&Step> = dag
         .ordered()
@@ -97,7 +144,8 @@ pub async fn run(
         .collect();
     let mut done: BTreeMap<TableName, StepStatus> = BTreeMap::new();
     let mut reports = Vec::new();
-    let mut running: JoinSet<(TableName, u64, Result<StepResult>)> = JoinSet::new();
+    type Finished = (TableName, u64, BTreeMap<String, u64>, Result<StepResult>);
+    let mut running: JoinSet<Finished> = JoinSet::new();
 
     loop {
         let mut i = 0;
@@ -117,6 +165,7 @@ pub async fn run(
             if let Some(cause) = failed_upstream {
                 let report = StepReport {
                     table: step.table.clone(),
+                    attempt: 1,
                     status: StepStatus::Skipped,
                     rows: None,
                     version: None,
@@ -125,6 +174,7 @@ pub async fn run(
                     error: None,
                 };
                 on_step(&report);
+                log_step(&ctx, &report, &BTreeMap::new()).await;
                 done.insert(step.table.clone(), StepStatus::Skipped);
                 reports.push(report);
                 pending.remove(i);
@@ -136,8 +186,14 @@ pub async fn run(
                 let step = step.clone();
                 running.spawn(async move {
                     let started = Instant::now();
+                    let inputs = input_versions(&ctx.lake, &step).await;
                     let result = run_step(&ctx, &step).await;
-                    (step.table, started.elapsed().as_millis() as u64, result)
+                    (
+                        step.table,
+                        started.elapsed().as_millis() as u64,
+                        inputs,
+                        result,
+                    )
                 });
                 pending.remove(i);
                 continue;
@@ -148,13 +204,14 @@ pub async fn run(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let (table, elapsed_ms, result) =
+        let (table, elapsed_ms, inputs, result) =
             joined.map_err(|e| Error::Usage(format!("step task failed: {e}")))?;
         let report = match result {
             Ok(r) => {
                 info!(step = %table, status = r.status.as_str(), rows = r.rows, version = r.version, elapsed_ms, "step finished");
                 StepReport {
                     table: table.clone(),
+                    attempt: 1,
                     status: r.status,
                     rows: Some(r.rows),
                     version: Some(r.version),
@@ -167,6 +224,7 @@ pub async fn run(
                 warn!(step = %table, elapsed_ms, error = %e, "step failed");
                 StepReport {
                     table: table.clone(),
+                    attempt: 1,
                     status: StepStatus::Failed,
                     rows: None,
                     version: lake.open(&table).await.ok().and_then(|t| t.version()),
@@ -177,6 +235,7 @@ pub async fn run(
             }
         };
         on_step(&report);
+        log_step(&ctx, &report, &inputs).await;
         done.insert(table, report.status);
         reports.push(report);
     }
@@ -185,10 +244,40 @@ pub async fn run(
         run_id: ctx.run_id.clone(),
         steps: reports,
     };
-    if let Err(e) = record_run(&ctx, &summary).await {
-        warn!(error = %e, "could not append the run to system.runs");
+    record.ended_at = Some(Utc::now().to_rfc3339());
+    if summary.failed() > 0 {
+        record.status = "failed".into();
+        record.error = Some(format!(
+            "{} step(s) failed, {} skipped",
+            summary.failed(),
+            summary.skipped()
+        ));
+    } else {
+        record.status = "succeeded".into();
+    }
+    if let Err(e) = run_log::upsert_runs(&lake, &[record]).await {
+        warn!(error = %e, "could not record the run's outcome in system.runs");
     }
     Ok(summary)
+}
+
+/// The current version of every table the step reads (for `system.step_runs`).
+async fn input_versions(lake: &Lake, step: &Step) -> BTreeMap<String, u64> {
+    let mut inputs = BTreeMap::new();
+    for read in &step.reads {
+        if let Ok(delta) = lake.open(read).await {
+            inputs.insert(read.to_string(), delta.version().unwrap_or(0));
+        }
+    }
+    inputs
+}
+
+/// Appends the step's row to `system.step_runs`; a failure to log is a warning, not a failed step.
+async fn log_step(ctx: &StepContext, report: &StepReport, inputs: &BTreeMap<String, u64>) {
+    let started = Utc::now() - chrono::Duration::milliseconds(report.elapsed_ms as i64);
+    if let Err(e) = run_log::record_step(&ctx.lake, &ctx.run_id, started, report, inputs).await {
+        warn!(step = %report.table, error = %e, "could not append to system.step_runs");
+    }
 }
 
 async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
@@ -231,73 +320,4 @@ fn dir_has_files(dir: &std::path::Path) -> bool {
             })
         })
         .unwrap_or(false)
-}
-
-/// Appends one row per step to `system.runs`.
-async fn record_run(ctx: &StepContext, summary: &RunSummary) -> Result<()> {
-    if summary.steps.is_empty() {
-        return Ok(());
-    }
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("step", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("rows", DataType::Int64, true),
-        Field::new("version", DataType::Int64, true),
-        Field::new("started_at", ts, false),
-        Field::new("elapsed_ms", DataType::Int64, false),
-        Field::new("detail", DataType::Utf8, false),
-        Field::new("error", DataType::Utf8, true),
-    ]));
-    let steps = &summary.steps;
-    let n = steps.len();
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(StringArray::from(vec![summary.run_id.as_str(); n])),
-            Arc::new(StringArray::from_iter_values(
-                steps.iter().map(|s| s.table.to_string()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                steps.iter().map(|s| s.status.as_str()),
-            )),
-            Arc::new(Int64Array::from_iter(
-                steps.iter().map(|s| s.rows.map(|r| r as i64)),
-            )),
-            Arc::new(Int64Array::from_iter(
-                steps.iter().map(|s| s.version.map(|v| v as i64)),
-            )),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![ctx.started_at.timestamp_micros(); n])
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(Int64Array::from_iter_values(
-                steps.iter().map(|s| s.elapsed_ms as i64),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                steps.iter().map(|s| s.detail.as_str()),
-            )),
-            Arc::new(StringArray::from_iter(
-                steps.iter().map(|s| s.error.as_deref()),
-            )),
-        ],
-    )?;
-    let meta = CommitMeta {
-        run_id: ctx.run_id.clone(),
-        step: runs_table().to_string(),
-        ..Default::default()
-    };
-    commit::commit(
-        &ctx.lake,
-        &runs_table(),
-        schema,
-        vec![batch],
-        WriteMode::Append {
-            partition_by: Vec::new(),
-        },
-        &meta,
-    )
-    .await?;
-    Ok(())
 }

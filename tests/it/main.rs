@@ -5,4 +5,5 @@ mod api;
 mod cli;
 mod pipeline;
 mod project;
+mod runs;
 mod slt;

@@ -1,0 +1,283 @@
+//! The run history: `system.runs` (one row per run) and `system.step_runs` (one row per step
+//! attempt), Strata's answer to Airflow's metadata database.
+//!
+//! A run is upserted into `system.runs` (merge on `run_id`) as `running` when it starts and with
+//! its outcome when it ends; each step appends its row to `system.step_runs` as soon as it
+//! finishes, so a run killed half way still shows which steps committed. A run left `running` by a
+//! killed process is marked `failed` by the next run on the lake (see [`mark_abandoned`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::catalog::{Lake, Layer, TableName};
+use crate::error::Result;
+use crate::pipeline::commit::{self, CommitMeta, WriteMode};
+use crate::pipeline::run::StepReport;
+
+pub fn runs_table() -> TableName {
+    TableName::new(Layer::System, "runs")
+}
+
+pub fn step_runs_table() -> TableName {
+    TableName::new(Layer::System, "step_runs")
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Cli,
+    Api,
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Api => "api",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// One row of `system.runs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub trigger: String,
+    /// `all`, or the selected steps joined by `,` (with ` +downstream`).
+    pub selection: String,
+    pub full_refresh: bool,
+    /// RFC 3339.
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn micros(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc).timestamp_micros())
+}
+
+fn runs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("trigger", DataType::Utf8, false),
+        Field::new("selection", DataType::Utf8, false),
+        Field::new("full_refresh", DataType::Boolean, false),
+        Field::new("started_at", ts_type(), false),
+        Field::new("ended_at", ts_type(), true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+}
+
+fn runs_batch(runs: &[RunRecord]) -> Result<RecordBatch> {
+    let text = |f: fn(&RunRecord) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(runs.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(|r| &r.run_id),
+        text(|r| &r.trigger),
+        text(|r| &r.selection),
+        Arc::new(BooleanArray::from_iter(
+            runs.iter().map(|r| Some(r.full_refresh)),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(runs.iter().map(|r| micros(&r.started_at)))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(
+                runs.iter().map(|r| r.ended_at.as_deref().and_then(micros)),
+            )
+            .with_timezone("UTC"),
+        ),
+        text(|r| &r.status),
+        Arc::new(StringArray::from_iter(
+            runs.iter().map(|r| r.error.as_deref()),
+        )),
+    ];
+    Ok(RecordBatch::try_new(runs_schema(), columns)?)
+}
+
+/// Inserts or updates runs by `run_id`.
+pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let meta = CommitMeta {
+        run_id: runs[0].run_id.clone(),
+        step: runs_table().to_string(),
+        ..Default::default()
+    };
+    let mode = WriteMode::Merge {
+        keys: vec!["run_id".into()],
+    };
+    commit::commit(
+        lake,
+        &runs_table(),
+        runs_schema(),
+        vec![runs_batch(runs)?],
+        mode,
+        &meta,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends one step attempt to `system.step_runs`.
+pub async fn record_step(
+    lake: &Lake,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    report: &StepReport,
+    inputs: &BTreeMap<String, u64>,
+) -> Result<()> {
+    let ended_at = started_at + chrono::Duration::milliseconds(report.elapsed_ms as i64);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("step", DataType::Utf8, false),
+        Field::new("attempt", DataType::Int64, false),
+        Field::new("started_at", ts_type(), false),
+        Field::new("ended_at", ts_type(), false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, true),
+        Field::new("version", DataType::Int64, true),
+        Field::new("inputs", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+    ]));
+    let ts = |t: DateTime<Utc>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"))
+    };
+    let text = |s: &str| -> ArrayRef { Arc::new(StringArray::from(vec![s])) };
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            text(run_id),
+            text(&report.table.to_string()),
+            Arc::new(Int64Array::from(vec![report.attempt as i64])),
+            ts(started_at),
+            ts(ended_at),
+            text(report.status.as_str()),
+            Arc::new(Int64Array::from(vec![report.rows.map(|r| r as i64)])),
+            Arc::new(Int64Array::from(vec![report.version.map(|v| v as i64)])),
+            text(&serde_json::to_string(inputs)?),
+            text(&report.detail),
+            Arc::new(StringArray::from(vec![report.error.as_deref()])),
+        ],
+    )?;
+    let meta = CommitMeta {
+        run_id: run_id.to_string(),
+        step: step_runs_table().to_string(),
+        ..Default::default()
+    };
+    let mode = WriteMode::Append {
+        partition_by: Vec::new(),
+    };
+    commit::commit(lake, &step_runs_table(), schema, vec![batch], mode, &meta).await?;
+    Ok(())
+}
+
+/// Runs newest first, at most `limit`.
+pub async fn list_runs(lake: &Arc<Lake>, limit: usize) -> Result<Vec<Value>> {
+    if !lake.exists(&runs_table()) {
+        return Ok(Vec::new());
+    }
+    query_json(
+        lake,
+        &format!(
+            "SELECT run_id, trigger, selection, full_refresh, started_at, ended_at, status, error \
+             FROM system.runs ORDER BY started_at DESC, run_id LIMIT {limit}"
+        ),
+    )
+    .await
+}
+
+/// The step attempts of one run, in the order they finished.
+pub async fn run_steps(lake: &Arc<Lake>, run_id: &str) -> Result<Vec<Value>> {
+    if !lake.exists(&step_runs_table()) {
+        return Ok(Vec::new());
+    }
+    query_json(
+        lake,
+        &format!(
+            "SELECT step, attempt, status, rows, version, started_at, ended_at, inputs, detail, error \
+             FROM system.step_runs WHERE run_id = {} ORDER BY ended_at, step, attempt",
+            commit::quote_literal(run_id)
+        ),
+    )
+    .await
+}
+
+/// The newest run's id, if any.
+pub async fn last_run_id(lake: &Arc<Lake>) -> Result<Option<String>> {
+    Ok(list_runs(lake, 1)
+        .await?
+        .first()
+        .and_then(|r| r["run_id"].as_str().map(str::to_string)))
+}
+
+/// Marks every run still `running` as `failed`: called by a run that holds the lake lock, so no
+/// other process can be executing them (their process was killed or crashed).
+pub async fn mark_abandoned(lake: &Arc<Lake>, now: DateTime<Utc>) -> Result<usize> {
+    if !lake.exists(&runs_table()) {
+        return Ok(0);
+    }
+    let rows = query_json(
+        lake,
+        "SELECT run_id, trigger, selection, full_refresh, started_at FROM system.runs \
+         WHERE status = 'running'",
+    )
+    .await?;
+    let abandoned: Vec<RunRecord> = rows
+        .iter()
+        .map(|r| RunRecord {
+            run_id: r["run_id"].as_str().unwrap_or_default().to_string(),
+            trigger: r["trigger"].as_str().unwrap_or_default().to_string(),
+            selection: r["selection"].as_str().unwrap_or_default().to_string(),
+            full_refresh: r["full_refresh"].as_bool().unwrap_or(false),
+            started_at: normalize_ts(r["started_at"].as_str().unwrap_or_default()),
+            ended_at: Some(now.to_rfc3339()),
+            status: "failed".into(),
+            error: Some("the run's process ended without finishing it (killed or crashed)".into()),
+        })
+        .collect();
+    upsert_runs(lake, &abandoned).await?;
+    Ok(abandoned.len())
+}
+
+/// Arrow's JSON writer prints timestamps without the `T`/offset form RFC 3339 parsers want.
+fn normalize_ts(text: &str) -> String {
+    if DateTime::parse_from_rfc3339(text).is_ok() {
+        return text.to_string();
+    }
+    let trimmed = text.trim_end_matches('Z');
+    chrono::NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|t| t.and_utc().to_rfc3339())
+        .unwrap_or_else(|_| text.to_string())
+}
+
+async fn query_json(lake: &Arc<Lake>, sql: &str) -> Result<Vec<Value>> {
+    let result = crate::query::run(lake, &Default::default(), sql).await?;
+    let text =
+        crate::output::batches(&result.schema, &result.batches, crate::output::Format::Json)?;
+    Ok(serde_json::from_str(&text)?)
+}

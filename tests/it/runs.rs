@@ -1,0 +1,165 @@
+//! Run history and the lake lock through the real binary: `system.runs`, `system.step_runs`,
+//! `strata runs`, refusing a second run, recovering from a killed one.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use strata::catalog::Lake;
+use strata::pipeline::run_log::{self, RunRecord};
+
+use crate::project::Project;
+
+fn json(text: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn every_run_and_step_is_recorded_and_listed() {
+    let project = Project::movielens();
+    project.ok(&["run"]);
+    project.ok(&["run", "--select", "silver.movies", "--downstream"]);
+
+    let runs = json(&project.ok(&["runs", "--format", "json"]));
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        runs[0]["selection"], "silver.movies +downstream",
+        "newest first"
+    );
+    assert_eq!(runs[1]["selection"], "all");
+    for run in &runs {
+        assert_eq!(run["status"], "succeeded");
+        assert_eq!(run["trigger"], "cli");
+        assert!(run["ended_at"].is_string());
+    }
+
+    let first = runs[1]["run_id"].as_str().unwrap();
+    let steps = json(&project.ok(&["runs", "show", first, "--format", "json"]));
+    let ratings = steps
+        .iter()
+        .find(|s| s["step"] == "silver.ratings")
+        .expect("silver.ratings step recorded");
+    assert_eq!(ratings["status"], "committed");
+    assert_eq!(ratings["attempt"], 1);
+    assert_eq!(ratings["version"], 0);
+    assert_eq!(ratings["rows"], 20);
+    let inputs: Value = serde_json::from_str(ratings["inputs"].as_str().unwrap()).unwrap();
+    assert_eq!(inputs["bronze.ratings"], 0, "the input versions it read");
+
+    let last = json(&project.ok(&["runs", "show", "last", "--format", "json"]));
+    assert!(last.iter().all(|s| s["status"] == "unchanged"), "{last:?}");
+    let text = project.ok(&["runs"]);
+    assert!(text.contains("succeeded"), "{text}");
+}
+
+#[test]
+fn a_failed_run_is_recorded_with_its_error() {
+    let project = Project::movielens();
+    project.write("sql/gold/broken.sql", "SELECT nope FROM silver.movies");
+    let out = project.strata(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let runs = json(&project.ok(&["runs", "--format", "json"]));
+    assert_eq!(runs[0]["status"], "failed");
+    assert!(
+        runs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 step(s) failed")
+    );
+    let steps = json(&project.ok(&["runs", "show", "last", "--format", "json"]));
+    let broken = steps.iter().find(|s| s["step"] == "gold.broken").unwrap();
+    assert_eq!(broken["status"], "failed");
+    assert!(
+        broken["error"].as_str().unwrap().contains("nope"),
+        "{broken}"
+    );
+}
+
+#[test]
+fn a_second_run_on_a_busy_lake_is_refused() {
+    let project = Project::movielens();
+    project.ok(&["run", "--select", "bronze.users"]);
+    // This test process is alive on this host: its lock is not stale.
+    project.write(
+        "lake/_strata/run.lock",
+        &format!(
+            "pid={}\nhost={}\nrun_id=the-other-run\nstarted_at=now\n",
+            std::process::id(),
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap()
+                .trim()
+        ),
+    );
+    let out = project.strata(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lake is busy") && stderr.contains("the-other-run"),
+        "{stderr}"
+    );
+    assert!(
+        project.path("lake/_strata/run.lock").exists(),
+        "a live lock is left alone"
+    );
+}
+
+#[test]
+fn a_killed_run_is_marked_failed_and_its_stale_lock_recovered() {
+    let project = Project::movielens();
+    project.ok(&["run", "--select", "bronze.users"]);
+    // What `kill -9` in the middle of a run leaves: a run marked running and its lock file.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let lake = Arc::new(Lake::try_new(&project.path("lake")).unwrap());
+        run_log::upsert_runs(
+            &lake,
+            &[RunRecord {
+                run_id: "killed-run".into(),
+                trigger: "cli".into(),
+                selection: "all".into(),
+                full_refresh: false,
+                started_at: "2026-11-28T10:00:00+00:00".into(),
+                ended_at: None,
+                status: "running".into(),
+                error: None,
+            }],
+        )
+        .await
+        .unwrap();
+    });
+    project.write(
+        "lake/_strata/run.lock",
+        &format!(
+            "pid=4999999\nhost={}\nrun_id=killed-run\nstarted_at=2026-11-28T10:00:00Z\n",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap()
+                .trim()
+        ),
+    );
+    let out = project.strata(&["run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("recovered a stale lock"),
+        "the user is told"
+    );
+    let runs = json(&project.ok(&["runs", "--format", "json"]));
+    let killed = runs.iter().find(|r| r["run_id"] == "killed-run").unwrap();
+    assert_eq!(killed["status"], "failed");
+    assert!(
+        killed["error"]
+            .as_str()
+            .unwrap()
+            .contains("killed or crashed")
+    );
+    assert!(
+        !project.path("lake/_strata/run.lock").exists(),
+        "released after the run"
+    );
+}
