@@ -122,6 +122,7 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
     if runs.is_empty() {
         return Ok(());
     }
+    set_aside_legacy_runs(lake).await?;
     let meta = CommitMeta {
         run_id: runs[0].run_id.clone(),
         step: runs_table().to_string(),
@@ -139,6 +140,35 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
         &meta,
     )
     .await?;
+    Ok(())
+}
+
+/// Before run-level history, `system.runs` held one row per step. Such a table is renamed to
+/// `system.runs_per_step` (still readable, history intact) so the new one can start.
+async fn set_aside_legacy_runs(lake: &Lake) -> Result<()> {
+    let table = runs_table();
+    if !lake.exists(&table) {
+        return Ok(());
+    }
+    let delta = lake.open(&table).await?;
+    let schema = crate::catalog::provider(&delta).await?.schema();
+    if schema.field_with_name("trigger").is_ok() {
+        return Ok(());
+    }
+    let legacy = TableName::new(Layer::System, "runs_per_step");
+    let (from, to) = (lake.table_dir(&table), lake.table_dir(&legacy));
+    if to.exists() {
+        return Err(crate::error::Error::Usage(format!(
+            "{} has the old per-step layout and {} already exists: move one of them away",
+            from.display(),
+            to.display()
+        )));
+    }
+    std::fs::rename(&from, &to).map_err(|e| crate::error::Error::io(&from, e))?;
+    tracing::warn!(
+        "system.runs had the old per-step layout: kept as system.runs_per_step, \
+         system.runs now holds one row per run"
+    );
     Ok(())
 }
 

@@ -163,3 +163,47 @@ fn a_killed_run_is_marked_failed_and_its_stale_lock_recovered() {
         "released after the run"
     );
 }
+
+#[test]
+fn a_lake_with_the_old_per_step_run_table_keeps_it_and_runs_on() {
+    let project = Project::movielens();
+    project.ok(&["run", "--select", "bronze.users"]);
+    std::fs::remove_dir_all(project.path("lake/system/runs")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use arrow::array::{RecordBatch, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use strata::pipeline::commit::{self, CommitMeta, WriteMode};
+        let lake = Lake::try_new(&project.path("lake")).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("step", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["old-run"])),
+                Arc::new(StringArray::from(vec!["bronze.users"])),
+            ],
+        )
+        .unwrap();
+        commit::commit(
+            &lake,
+            &run_log::runs_table(),
+            schema,
+            vec![batch],
+            WriteMode::Append {
+                partition_by: Vec::new(),
+            },
+            &CommitMeta::default(),
+        )
+        .await
+        .unwrap();
+    });
+    project.ok(&["run", "--select", "bronze.users"]);
+    assert_eq!(
+        project.count("SELECT count(*) FROM system.runs_per_step WHERE run_id = 'old-run'"),
+        1
+    );
+    assert_eq!(json(&project.ok(&["runs", "--format", "json"])).len(), 1);
+}
