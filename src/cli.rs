@@ -61,6 +61,10 @@ pub enum Command {
         /// Rebuild from scratch: re-ingest every file and overwrite every table.
         #[arg(long)]
         full_refresh: bool,
+        /// Re-run only the steps that failed, were skipped or never ran in RUN_ID (or `last`);
+        /// what that run committed is kept.
+        #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["select", "downstream"])]
+        resume: Option<String>,
     },
     /// List every table with layer, current version, rows and last commit time.
     Tables {
@@ -188,12 +192,14 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             select,
             downstream,
             full_refresh,
+            resume,
         } => {
             let options = RunOptions {
                 trigger: Trigger::Cli,
                 select: parse_tables(&select)?,
                 downstream,
                 full_refresh,
+                resume,
             };
             let summary = run::run(Arc::new(config), &options, print_step).await?;
             let failures: Vec<&StepReport> =
@@ -412,7 +418,7 @@ fn print_step(report: &StepReport) {
         .version
         .map(|v| format!("v{v}"))
         .unwrap_or_else(|| "-".into());
-    let note = match report.status {
+    let mut note = match report.status {
         StepStatus::Failed => report
             .error
             .as_deref()
@@ -421,6 +427,12 @@ fn print_step(report: &StepReport) {
             .to_string(),
         _ => report.detail.clone(),
     };
+    if report.status == StepStatus::Failed && !report.detail.is_empty() {
+        note = format!("{note} ({})", report.detail);
+    }
+    if report.attempt > 1 {
+        note = format!("[attempt {}] {note}", report.attempt);
+    }
     emit!(
         "{:<30} {:<9} {:>14} {:>5} {:>8} ms  {}",
         report.table.to_string(),

@@ -78,6 +78,13 @@ pub enum Error {
     #[error("ALS step {step}: {message}")]
     Als { step: TableName, message: String },
 
+    /// A step attempt ran longer than its `timeout` and was cancelled; it committed nothing.
+    #[error("step {step} timed out after {} and was cancelled", humantime::format_duration(*timeout))]
+    StepTimeout {
+        step: TableName,
+        timeout: std::time::Duration,
+    },
+
     /// Another run holds the lake.
     #[error(
         "the lake is busy: {holder} holds {}; wait for it to finish (a lock left by a process \

@@ -23,6 +23,7 @@ use crate::catalog::{Lake, Layer, TableName};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::als_step::{self, AlsStep, spec::AlsSpec};
+use crate::pipeline::retry::{self, RetryPolicy};
 use crate::pipeline::settings::{self, StepSettings};
 
 /// Table functions that may appear in FROM clauses; they are not tables.
@@ -55,6 +56,8 @@ pub struct Step {
     pub reads: BTreeSet<TableName>,
     /// The steps producing what this step reads (filled by [`Dag::build`]).
     pub after: BTreeSet<TableName>,
+    /// Retries, backoff and timeout of each attempt.
+    pub retry: RetryPolicy,
 }
 
 impl Step {
@@ -98,8 +101,20 @@ impl Dag {
     /// Reads the SQL directory and the configured sources and checks the graph.
     pub fn build(config: &Config, lake: &Lake) -> Result<Dag> {
         let mut steps = BTreeMap::new();
+        let mut problems = Vec::new();
         for source in config.sources.keys() {
             let table = TableName::new(Layer::Bronze, source.clone());
+            let mut settings = config.steps.get(&table).cloned().unwrap_or_default();
+            let retry = RetryPolicy::take_from(&mut settings).unwrap_or_else(|message| {
+                problems.push(format!("config [steps.\"{table}\"]: {message}"));
+                RetryPolicy::default()
+            });
+            if let Some(key) = settings.keys().next() {
+                problems.push(format!(
+                    "config [steps.\"{table}\"]: unknown key {key:?} (an ingest step takes {})",
+                    retry::KEYS.join(", ")
+                ));
+            }
             steps.insert(
                 table.clone(),
                 Step {
@@ -109,10 +124,10 @@ impl Dag {
                     },
                     reads: BTreeSet::new(),
                     after: BTreeSet::new(),
+                    retry,
                 },
             );
         }
-        let mut problems = Vec::new();
         for (table, file, kind) in step_files(&config.sql_dir)? {
             let settings = config.steps.get(&table);
             let step = match kind {
@@ -344,10 +359,25 @@ fn step_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf, FileKind)>> {
     Ok(files)
 }
 
-/// Reads one ALS step file; it reads its `input` (and `eval.test_table`).
+/// Reads one ALS step file; it reads its `input` (and `eval.test_table`). Its retry policy comes
+/// from the config (`timeout` is refused: training cannot be interrupted safely mid-publish).
 fn read_als_step(name: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
-    let spec = AlsSpec::resolve(file, config)?;
+    let mut config = config.cloned().unwrap_or_default();
+    let policy_error = |message: String| Error::StepSettings {
+        file: file.to_path_buf(),
+        message: format!("config [steps.\"{name}\"]: {message}"),
+    };
+    let retry = RetryPolicy::take_from(&mut config).map_err(policy_error)?;
+    if retry.timeout.is_some() {
+        return Err(policy_error(
+            "timeout is not supported for ALS steps (training and the all-or-none publish \
+             cannot be interrupted safely); use retries"
+                .into(),
+        ));
+    }
+    let spec = AlsSpec::resolve(file, Some(&config))?;
     Ok(Step {
+        retry,
         table: name.clone(),
         reads: spec.reads().into_iter().collect(),
         kind: StepKind::Als(Box::new(AlsStep {
@@ -361,8 +391,15 @@ fn read_als_step(name: &TableName, file: &Path, config: Option<&Table>) -> Resul
 /// Reads and parses one SQL step; its reads come from the query's table references.
 fn read_sql_step(table: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
     let sql = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    let header = settings::parse_header(file, &sql)?;
-    let settings = settings::resolve(file, header, config)?;
+    let mut merged = settings::parse_header(file, &sql)?;
+    if let Some(config) = config {
+        settings::merge(&mut merged, config);
+    }
+    let retry = RetryPolicy::take_from(&mut merged).map_err(|message| Error::StepSettings {
+        file: file.to_path_buf(),
+        message,
+    })?;
+    let settings = settings::resolve(file, merged, None)?;
     let statement = parse_single_query(file, &sql)?;
     let (references, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| Error::Sql {
@@ -390,6 +427,7 @@ fn read_sql_step(table: &TableName, file: &Path, config: Option<&Table>) -> Resu
         })),
         reads,
         after: BTreeSet::new(),
+        retry,
     })
 }
 
@@ -529,6 +567,7 @@ mod tests {
             })),
             reads: reads.iter().map(|r| r.parse().unwrap()).collect(),
             after: reads.iter().map(|r| r.parse().unwrap()).collect(),
+            retry: RetryPolicy::default(),
         }
     }
 

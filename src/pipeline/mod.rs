@@ -14,6 +14,7 @@ pub mod dag;
 pub mod expectations;
 pub mod ingest_step;
 pub mod lake_lock;
+pub mod retry;
 pub mod run;
 pub mod run_log;
 pub mod settings;

@@ -5,7 +5,7 @@
 //! outcome is reported as it finishes and logged to `system.step_runs`; the run itself is a row of
 //! `system.runs` (see `run_log`). One run at a time per lake (`lake_lock`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub downstream: bool,
     /// Rebuild from scratch: re-ingest every file and overwrite every table.
     pub full_refresh: bool,
+    /// Re-run only what this run (an id, or `last`) did not complete.
+    pub resume: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +44,7 @@ impl Default for RunOptions {
             select: Vec::new(),
             downstream: false,
             full_refresh: false,
+            resume: None,
         }
     }
 }
@@ -107,7 +110,13 @@ pub async fn run(
     let _lock = LakeLock::acquire(&config.lake_root, &run_id)?;
     generate_sample_if_empty(&config).await?;
     let dag = Dag::build(&config, &lake)?;
-    let selected = dag.select(&options.select, options.downstream)?;
+    let (selected, selection) = match &options.resume {
+        None => (
+            dag.select(&options.select, options.downstream)?,
+            options.selection(),
+        ),
+        Some(previous) => resume_selection(&lake, &dag, previous).await?,
+    };
 
     let ctx = StepContext {
         lake: Arc::clone(&lake),
@@ -129,7 +138,7 @@ pub async fn run(
     let mut record = RunRecord {
         run_id: ctx.run_id.clone(),
         trigger: options.trigger.as_str().into(),
-        selection: options.selection(),
+        selection,
         full_refresh: options.full_refresh,
         started_at: ctx.started_at.to_rfc3339(),
         ended_at: None,
@@ -144,8 +153,14 @@ pub async fn run(
         .collect();
     let mut done: BTreeMap<TableName, StepStatus> = BTreeMap::new();
     let mut reports = Vec::new();
-    type Finished = (TableName, u64, BTreeMap<String, u64>, Result<StepResult>);
+    type Finished = (
+        TableName,
+        BTreeMap<String, u64>,
+        (u32, u64, Result<StepResult>),
+    );
     let mut running: JoinSet<Finished> = JoinSet::new();
+    // Failed attempts that will be retried, reported as they happen (a retry may wait a while).
+    let (attempt_tx, mut attempt_rx) = tokio::sync::mpsc::unbounded_channel::<StepReport>();
 
     loop {
         let mut i = 0;
@@ -184,16 +199,11 @@ pub async fn run(
             if ready && running.len() < config.concurrency {
                 let ctx = ctx.clone();
                 let step = step.clone();
+                let attempts = attempt_tx.clone();
                 running.spawn(async move {
-                    let started = Instant::now();
                     let inputs = input_versions(&ctx.lake, &step).await;
-                    let result = run_step(&ctx, &step).await;
-                    (
-                        step.table,
-                        started.elapsed().as_millis() as u64,
-                        inputs,
-                        result,
-                    )
+                    let last = run_with_retries(&ctx, &step, &inputs, &attempts).await;
+                    (step.table, inputs, last)
                 });
                 pending.remove(i);
                 continue;
@@ -201,17 +211,25 @@ pub async fn run(
             i += 1;
         }
 
-        let Some(joined) = running.join_next().await else {
+        let joined = loop {
+            tokio::select! {
+                // Attempts are sent before their task ends: drain them first, in order.
+                biased;
+                Some(failed_attempt) = attempt_rx.recv() => on_step(&failed_attempt),
+                joined = running.join_next() => break joined,
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
-        let (table, elapsed_ms, inputs, result) =
+        let (table, inputs, (attempt, elapsed_ms, result)) =
             joined.map_err(|e| Error::Usage(format!("step task failed: {e}")))?;
         let report = match result {
             Ok(r) => {
                 info!(step = %table, status = r.status.as_str(), rows = r.rows, version = r.version, elapsed_ms, "step finished");
                 StepReport {
                     table: table.clone(),
-                    attempt: 1,
+                    attempt,
                     status: r.status,
                     rows: Some(r.rows),
                     version: Some(r.version),
@@ -224,7 +242,7 @@ pub async fn run(
                 warn!(step = %table, elapsed_ms, error = %e, "step failed");
                 StepReport {
                     table: table.clone(),
-                    attempt: 1,
+                    attempt,
                     status: StepStatus::Failed,
                     rows: None,
                     version: lake.open(&table).await.ok().and_then(|t| t.version()),
@@ -259,6 +277,122 @@ pub async fn run(
         warn!(error = %e, "could not record the run's outcome in system.runs");
     }
     Ok(summary)
+}
+
+/// The steps a resumed run must run: those the earlier run selected minus those whose last attempt
+/// committed (or found its table up to date). Also returns how `system.runs` names the selection.
+async fn resume_selection(
+    lake: &Arc<Lake>,
+    dag: &Dag,
+    previous: &str,
+) -> Result<(BTreeSet<TableName>, String)> {
+    let run_id = if previous == "last" {
+        run_log::last_run_id(lake)
+            .await?
+            .ok_or_else(|| Error::Usage("--resume last: no run recorded yet".into()))?
+    } else {
+        previous.to_string()
+    };
+    let runs = run_log::list_runs(lake, usize::MAX >> 1).await?;
+    let run = runs
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--resume {run_id}: no such run (see `strata runs`)"
+            ))
+        })?;
+    let text = run["selection"].as_str().unwrap_or("all");
+    // "all" | "a,b [+downstream]" | "resume <id>: a,b"
+    let (listed, downstream) = match text.split_once(": ") {
+        Some((_, steps)) => (steps, false),
+        None => match text.strip_suffix(" +downstream") {
+            Some(steps) => (steps, true),
+            None => (text, false),
+        },
+    };
+    let tables: Vec<TableName> = if listed == "all" {
+        Vec::new()
+    } else {
+        listed
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse())
+            .collect::<Result<_>>()?
+    };
+    let original = dag.select(&tables, downstream)?;
+    // A step's last attempt decides: attempts are logged in order.
+    let mut last_status: BTreeMap<String, String> = BTreeMap::new();
+    for step in run_log::run_steps(lake, &run_id).await? {
+        if let (Some(name), Some(status)) = (step["step"].as_str(), step["status"].as_str()) {
+            last_status.insert(name.to_string(), status.to_string());
+        }
+    }
+    let remaining: BTreeSet<TableName> = original
+        .into_iter()
+        .filter(|t| {
+            !matches!(
+                last_status.get(&t.to_string()).map(String::as_str),
+                Some("committed" | "unchanged")
+            )
+        })
+        .collect();
+    if remaining.is_empty() {
+        return Err(Error::Usage(format!(
+            "--resume {run_id}: every step of that run completed; nothing to resume"
+        )));
+    }
+    let names: Vec<String> = remaining.iter().map(|t| t.to_string()).collect();
+    Ok((remaining, format!("resume {run_id}: {}", names.join(","))))
+}
+
+/// Runs a step until it succeeds or its retries are spent. Each failed attempt that will be
+/// retried is logged to `system.step_runs` and sent to `attempts`; returns the last attempt's
+/// number, duration and outcome.
+async fn run_with_retries(
+    ctx: &StepContext,
+    step: &Step,
+    inputs: &BTreeMap<String, u64>,
+    attempts: &tokio::sync::mpsc::UnboundedSender<StepReport>,
+) -> (u32, u64, Result<StepResult>) {
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        let result = match step.retry.timeout {
+            None => run_step(ctx, step).await,
+            // Dropping the step's future cancels it; it has committed nothing (commits come last).
+            Some(limit) => tokio::time::timeout(limit, run_step(ctx, step))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::StepTimeout {
+                        step: step.table.clone(),
+                        timeout: limit,
+                    })
+                }),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Err(e) if attempt <= step.retry.retries => {
+                let delay = step.retry.delay_before(attempt);
+                warn!(step = %step.table, attempt, error = %e, ?delay, "step failed: retrying");
+                let report = StepReport {
+                    table: step.table.clone(),
+                    attempt,
+                    status: StepStatus::Failed,
+                    rows: None,
+                    version: None,
+                    elapsed_ms,
+                    detail: format!("retrying in {}", humantime::format_duration(delay)),
+                    error: Some(crate::error::error_chain(&e)),
+                };
+                log_step(ctx, &report, inputs).await;
+                let _ = attempts.send(report);
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            result => return (attempt, elapsed_ms, result),
+        }
+    }
 }
 
 /// The current version of every table the step reads (for `system.step_runs`).

@@ -57,7 +57,7 @@ pub async fn run(
                     status: StepStatus::Unchanged,
                     rows: row_count(&current).unwrap_or(0),
                     version: current.version().unwrap_or(0),
-                    detail: "inputs and SQL unchanged".into(),
+                    detail: "up_to_date: inputs and SQL unchanged".into(),
                 });
             }
         }

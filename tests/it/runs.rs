@@ -207,3 +207,128 @@ fn a_lake_with_the_old_per_step_run_table_keeps_it_and_runs_on() {
     );
     assert_eq!(json(&project.ok(&["runs", "--format", "json"])).len(), 1);
 }
+
+#[test]
+fn a_flaky_source_is_retried_until_its_file_appears() {
+    use std::io::{BufRead, BufReader};
+    let project = Project::movielens();
+    std::fs::remove_file(project.path("raw/ratings.dat")).unwrap();
+    let config = std::fs::read_to_string(project.path("config/strata.toml")).unwrap();
+    project.write(
+        "config/strata.toml",
+        &format!("{config}[steps.\"bronze.ratings\"]\nretries = 2\nretry_delay = \"1s\"\n"),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(project.root())
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // The first attempt failed and a retry is scheduled: the file lands now.
+        if line.starts_with("bronze.ratings ") && line.contains("failed") {
+            project.write_raw("ratings.dat", crate::project::RATINGS.as_bytes());
+        }
+        lines.push(line);
+    }
+    assert!(child.wait().unwrap().success(), "{lines:#?}");
+    let ratings: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("bronze.ratings "))
+        .collect();
+    assert_eq!(ratings.len(), 2, "{lines:#?}");
+    assert!(ratings[0].contains("retrying in 1s"), "{}", ratings[0]);
+    assert!(
+        ratings[1].contains("committed") && ratings[1].contains("[attempt 2]"),
+        "{}",
+        ratings[1]
+    );
+    let steps = json(&project.ok(&["runs", "show", "last", "--format", "json"]));
+    let attempts: Vec<(i64, &str)> = steps
+        .iter()
+        .filter(|s| s["step"] == "bronze.ratings")
+        .map(|s| {
+            (
+                s["attempt"].as_i64().unwrap(),
+                s["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(attempts, [(1, "failed"), (2, "committed")]);
+    assert_eq!(project.versions()["silver.ratings"].1, 20);
+}
+
+#[test]
+fn resume_runs_only_what_the_failed_run_left_undone() {
+    let project = Project::movielens();
+    project.write(
+        "sql/gold/broken.sql",
+        "SELECT movie_id, nope FROM silver.movies",
+    );
+    project.write(
+        "sql/gold/after_broken.sql",
+        "SELECT count(*) AS n FROM gold.broken",
+    );
+    assert_eq!(project.strata(&["run"]).status.code(), Some(1));
+    let failed_run = json(&project.ok(&["runs", "--format", "json"]))[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = project.versions();
+
+    project.write(
+        "sql/gold/broken.sql",
+        "SELECT movie_id, title FROM silver.movies",
+    );
+    let out = project.ok(&["run", "--resume", "last"]);
+    let ran: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ran, ["gold.broken", "gold.after_broken"], "{out}");
+    let after = project.versions();
+    assert_eq!(
+        after["silver.ratings"], before["silver.ratings"],
+        "committed outputs reused"
+    );
+    assert_eq!(project.count("SELECT n FROM gold.after_broken"), 5);
+    let runs = json(&project.ok(&["runs", "--format", "json"]));
+    assert_eq!(
+        runs[0]["selection"],
+        format!("resume {failed_run}: gold.after_broken,gold.broken")
+    );
+    let again = project.strata(&["run", "--resume", "last"]);
+    assert_eq!(again.status.code(), Some(2), "nothing left to resume");
+}
+
+#[test]
+fn a_step_over_its_timeout_fails_without_committing() {
+    let project = Project::movielens();
+    project.ok(&["run"]);
+    let before = project.versions();
+    let config = std::fs::read_to_string(project.path("config/strata.toml")).unwrap();
+    project.write(
+        "config/strata.toml",
+        &format!("{config}[steps.\"gold.movie_stats\"]\ntimeout = \"1ms\"\n"),
+    );
+    let out = project.strata(&["run", "--select", "gold.movie_stats", "--full-refresh"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timed out after 1ms"), "{stderr}");
+    assert_eq!(
+        project.versions()["gold.movie_stats"],
+        before["gold.movie_stats"]
+    );
+
+    project.write("config/strata.toml", &config);
+    let rerun = project.ok(&["run"]);
+    assert!(
+        rerun
+            .lines()
+            .all(|l| l.contains("up_to_date") || !l.starts_with("silver.")),
+        "{rerun}"
+    );
+}

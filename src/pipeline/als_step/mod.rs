@@ -135,7 +135,7 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
                     status: StepStatus::Unchanged,
                     rows: row_count(&current).unwrap_or(0),
                     version: current.version().unwrap_or(0),
-                    detail: "input and settings unchanged".into(),
+                    detail: "up_to_date: input and settings unchanged".into(),
                 });
             }
         }
