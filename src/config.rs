@@ -20,6 +20,9 @@ use toml::{Table, Value};
 use crate::api::settings::{RawServe, ServeConfig};
 use crate::catalog::{SessionOptions, TableName};
 use crate::ingest::{ColumnSpec, parse_columns};
+use crate::pipeline::run::RunOptions;
+use crate::pipeline::run_log::Trigger;
+use crate::pipeline::trigger::Schedule;
 use crate::sample::SampleSpec;
 
 /// The config file used when `--config` is not given and this file exists in the working directory.
@@ -49,6 +52,12 @@ dir = "sql"
 [run]
 concurrency = 1
 memory_limit_mb = 0
+
+[schedule]
+cron = ""
+select = []
+downstream = false
+full_refresh = false
 
 [serve]
 bind = "127.0.0.1:8080"
@@ -120,6 +129,8 @@ pub struct Config {
     pub datafusion: BTreeMap<String, String>,
     /// `strata serve`.
     pub serve: ServeConfig,
+    /// The run `strata serve` starts on a cron schedule, if any.
+    pub schedule: Option<Schedule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +226,7 @@ struct RawConfig {
     sample: RawSample,
     sql: RawSql,
     run: RawRun,
+    schedule: RawSchedule,
     serve: RawServe,
     sources: BTreeMap<String, RawSource>,
     steps: BTreeMap<String, Table>,
@@ -256,6 +268,15 @@ struct RawSql {
 struct RawRun {
     concurrency: Option<usize>,
     memory_limit_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSchedule {
+    cron: Option<String>,
+    select: Option<Vec<String>>,
+    downstream: Option<bool>,
+    full_refresh: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -669,6 +690,7 @@ fn validate(
     }
 
     let serve = raw.serve.validate(&mut report);
+    let schedule = validate_schedule(raw.schedule, &mut report);
 
     Config {
         lake_root,
@@ -688,7 +710,43 @@ fn validate(
         steps,
         datafusion,
         serve,
+        schedule,
     }
+}
+
+/// `[schedule]`: an empty `cron` means no schedule.
+fn validate_schedule(raw: RawSchedule, report: &mut dyn FnMut(&str, String)) -> Option<Schedule> {
+    let cron_text = raw.cron.unwrap_or_default();
+    if cron_text.trim().is_empty() {
+        return None;
+    }
+    let cron = match cron_text.parse::<croner::Cron>() {
+        Ok(cron) => cron,
+        Err(e) => {
+            report(
+                "schedule.cron",
+                format!("{cron_text:?} is not a cron expression: {e} (e.g. \"0 */6 * * *\")"),
+            );
+            return None;
+        }
+    };
+    let mut select = Vec::new();
+    for name in raw.select.unwrap_or_default() {
+        match name.parse::<TableName>() {
+            Ok(table) => select.push(table),
+            Err(e) => report("schedule.select", e.to_string()),
+        }
+    }
+    Some(Schedule {
+        cron,
+        options: RunOptions {
+            trigger: Trigger::Schedule,
+            select,
+            downstream: raw.downstream.unwrap_or(false),
+            full_refresh: raw.full_refresh.unwrap_or(false),
+            resume: None,
+        },
+    })
 }
 
 /// `[datafusion.execution] batch_size = 8192` and `"datafusion.execution.batch_size" = "8192"` both

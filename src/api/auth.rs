@@ -4,7 +4,7 @@
 //! `Authorization: Bearer <token>`, verified with exactly the configured algorithm (HS256 secret or
 //! RS256 public key), so `alg: none` and algorithm-swap tokens are refused; `exp` is required.
 //! Roles come from the `role` claim (a string) or `roles` (a list): `reader` may call every read
-//! endpoint and SQL, `admin` everything, including `/v1/admin/*`. Missing, malformed, expired or
+//! endpoint and SQL, `admin` everything, including `/v1/admin/*` and `POST /v1/runs`. Missing, malformed, expired or
 //! wrongly signed tokens get 401; a valid token without the needed role gets 403.
 
 use std::sync::Arc;
@@ -115,9 +115,10 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
-/// The role a path needs.
-fn required_role(path: &str) -> Role {
-    if path.starts_with("/v1/admin/") {
+/// The role a request needs: admin for `/v1/admin/*` and for starting runs.
+fn required_role(method: &axum::http::Method, path: &str) -> Role {
+    if path.starts_with("/v1/admin/") || (method == axum::http::Method::POST && path == "/v1/runs")
+    {
         Role::Admin
     } else {
         Role::Reader
@@ -149,7 +150,7 @@ pub async fn require_token(
         Some(token) => verifier.verify(token.trim()),
     };
     match outcome {
-        Ok(role) if role >= required_role(path) => next.run(request).await,
+        Ok(role) if role >= required_role(request.method(), path) => next.run(request).await,
         Ok(_) => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -1,8 +1,9 @@
 //! `strata serve`: the HTTP API over the lake (axum).
 //!
-//! Reads only: gold and every other table page by page with filters and time travel, version
-//! history and schemas, read-only SQL, recommendations and similar items from the ALS step's gold
-//! tables, Prometheus metrics and an OpenAPI 3.1 document generated from the handlers.
+//! Gold and every other table page by page with filters and time travel, version history and
+//! schemas, read-only SQL, recommendations and similar items from the ALS step's gold tables,
+//! pipeline runs (started by admins or the `[schedule]`), Prometheus metrics and an OpenAPI 3.1
+//! document generated from the handlers.
 //!
 //! Invariants: every response is computed from pinned Delta snapshots and cached under the versions
 //! it read, so nothing stale is served once the refresher (or `POST /v1/admin/refresh`) has seen a
@@ -39,7 +40,7 @@ use utoipa::OpenApi;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use error::ApiError;
-use routes::{admin, health, query, recommendations, tables};
+use routes::{admin, health, query, recommendations, runs, tables};
 use state::AppState;
 
 #[derive(OpenApi)]
@@ -56,6 +57,9 @@ use state::AppState;
         recommendations::recommendations_get,
         recommendations::similar_get,
         admin::refresh_post,
+        runs::runs_post,
+        runs::runs_list,
+        runs::run_get,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -103,6 +107,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(recommendations::similar_get),
         )
         .route("/v1/admin/refresh", post(admin::refresh_post))
+        .route("/v1/runs", get(runs::runs_list).post(runs::runs_post))
+        .route("/v1/runs/{run_id}", get(runs::run_get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -225,12 +231,19 @@ impl Server {
                 state.refresh().await;
             }
         });
+        let scheduler = self.state.config.schedule.clone().map(|schedule| {
+            info!(cron = %schedule.cron.pattern.to_string(), "scheduler on");
+            tokio::spawn(schedule.drive(Arc::clone(&self.state.runner)))
+        });
         info!(addr = %self.local_addr(), lake = %self.state.lake.root().display(), "serving");
         let result = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| Error::Usage(format!("server failed: {e}")));
         refresher.abort();
+        if let Some(scheduler) = scheduler {
+            scheduler.abort();
+        }
         result
     }
 }

@@ -11,6 +11,7 @@ use crate::api::snapshots::Snapshots;
 use crate::catalog::{Lake, SessionOptions};
 use crate::config::Config;
 use crate::error::Result;
+use crate::pipeline::trigger::Runner;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -22,6 +23,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `None`: auth is off.
     pub verifier: Option<Verifier>,
+    /// Starts pipeline runs (`POST /v1/runs`, the schedule).
+    pub runner: Arc<Runner>,
 }
 
 impl AppState {
@@ -35,6 +38,7 @@ impl AppState {
             .map(Verifier::try_new)
             .transpose()?;
         Ok(Arc::new(AppState {
+            runner: Arc::new(Runner::new(Arc::clone(&config))),
             snapshots: Snapshots::new(Arc::clone(&lake)),
             cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
             indexes: Indexes::default(),

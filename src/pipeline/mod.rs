@@ -19,6 +19,7 @@ pub mod run;
 pub mod run_log;
 pub mod settings;
 pub mod sql_step;
+pub mod trigger;
 
 use std::sync::Arc;
 

@@ -23,7 +23,7 @@ use crate::pipeline::{StepContext, StepResult, StepStatus, als_step, ingest_step
 use crate::sample;
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {
     /// What started the run (recorded in `system.runs`).
     pub trigger: Trigger,
@@ -103,11 +103,23 @@ impl RunSummary {
 pub async fn run(
     config: Arc<Config>,
     options: &RunOptions,
+    on_step: impl FnMut(&StepReport),
+) -> Result<RunSummary> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let lock = LakeLock::acquire(&config.lake_root, &run_id)?;
+    run_locked(config, options, run_id, lock, on_step).await
+}
+
+/// [`run`] for a caller that already took the lake's lock for `run_id` (the API answers with the
+/// id, or 409, before the run starts). The lock is released when the run ends.
+pub async fn run_locked(
+    config: Arc<Config>,
+    options: &RunOptions,
+    run_id: String,
+    _lock: LakeLock,
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<RunSummary> {
     let lake = Arc::new(Lake::try_new(&config.lake_root)?);
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let _lock = LakeLock::acquire(&config.lake_root, &run_id)?;
     generate_sample_if_empty(&config).await?;
     let dag = Dag::build(&config, &lake)?;
     let (selected, selection) = match &options.resume {

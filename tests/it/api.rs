@@ -516,6 +516,8 @@ async fn hs256_tokens_and_roles_gate_every_endpoint() {
             200,
         ),
         ("POST", "/v1/admin/refresh", Some(reader.as_str()), 403),
+        ("POST", "/v1/runs", Some(reader.as_str()), 403),
+        ("GET", "/v1/runs", Some(reader.as_str()), 200),
         ("POST", "/v1/admin/refresh", Some(admin.as_str()), 200),
         ("GET", table, Some(admin.as_str()), 200),
     ] {
@@ -562,4 +564,62 @@ fn unsigned_token(claims: &Value) -> String {
     let header = engine.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = engine.encode(serde_json::to_vec(claims).unwrap());
     format!("{header}.{payload}.")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_started_followed_and_one_at_a_time() {
+    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+    let server = TestServer::start(&project, "").await;
+    let start = |body: Value| {
+        server
+            .client
+            .post(server.url("/v1/runs"))
+            .json(&body)
+            .send()
+    };
+
+    let first = start(json!({"select": ["gold.movie_stats"], "full_refresh": true}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let run_id = first.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = start(json!({})).await.unwrap();
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(error_code(&body), "run_in_progress");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&run_id),
+        "{body}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        let (status, run) = server.get_json(&format!("/v1/runs/{run_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        if run["status"] != "running" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run never finished: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "api");
+    assert_eq!(run["selection"], "gold.movie_stats");
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["status"], "committed");
+    assert_eq!(steps[0]["version"], 1);
+
+    let (_, runs) = server.get_json("/v1/runs?limit=1").await;
+    assert_eq!(runs[0]["run_id"], run_id.as_str());
+    let bad = start(json!({"select": ["not a table"]})).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let (status, body) = server.get_json("/v1/runs/nope").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "run_not_found")
+    );
 }

@@ -405,3 +405,17 @@ fn kill_9_mid_run_then_resume_gives_the_tables_of_a_clean_run() {
         assert_eq!(crashed.query(sql), clean.query(sql), "{sql}");
     }
 }
+
+#[test]
+fn a_bad_schedule_is_a_config_error_naming_the_key() {
+    let project = Project::movielens();
+    let config = std::fs::read_to_string(project.path("config/strata.toml")).unwrap();
+    project.write(
+        "config/strata.toml",
+        &format!("{config}[schedule]\ncron = \"61 * * * *\"\n"),
+    );
+    let out = project.strata(&["tables"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("schedule.cron"), "{stderr}");
+}

@@ -4,4 +4,5 @@ pub mod admin;
 pub mod health;
 pub mod query;
 pub mod recommendations;
+pub mod runs;
 pub mod tables;

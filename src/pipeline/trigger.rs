@@ -1,0 +1,140 @@
+//! Starting runs from inside `strata serve`: on request (`POST /v1/runs`) or on a cron schedule.
+//!
+//! A trigger takes the lake's lock before answering, so the caller learns the run id, or that
+//! another run (in this process or any other) holds the lake, before anything starts. The run
+//! itself continues in the background and is visible in `system.runs` / `system.step_runs`.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use croner::Cron;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pipeline::lake_lock::LakeLock;
+use crate::pipeline::run::{self, RunOptions};
+
+/// Starts background runs, one at a time.
+#[derive(Debug)]
+pub struct Runner {
+    config: Arc<Config>,
+    /// The run this process is executing, if any.
+    current: Arc<Mutex<Option<String>>>,
+}
+
+impl Runner {
+    pub fn new(config: Arc<Config>) -> Self {
+        Self {
+            config,
+            current: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The id of the run this process is executing.
+    pub fn current(&self) -> Option<String> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes the lake and starts the run in the background; returns its id. `Error::LakeBusy`
+    /// when a run holds the lake.
+    pub fn start(&self, options: RunOptions) -> Result<String> {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let lock = LakeLock::acquire(&self.config.lake_root, &run_id)?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(run_id.clone());
+        let (config, current, id) = (
+            Arc::clone(&self.config),
+            Arc::clone(&self.current),
+            run_id.clone(),
+        );
+        tokio::spawn(async move {
+            let outcome = run::run_locked(config, &options, id.clone(), lock, |step| {
+                info!(run_id = %id, step = %step.table, status = step.status.as_str(), "step finished");
+            })
+            .await;
+            match outcome {
+                Ok(summary) if summary.failed() == 0 => info!(run_id = %id, "run succeeded"),
+                Ok(summary) => warn!(run_id = %id, failed = summary.failed(), "run failed"),
+                Err(e) => warn!(run_id = %id, error = %e, "run could not start"),
+            }
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        });
+        Ok(run_id)
+    }
+}
+
+/// A parsed `[schedule]`: when `strata serve` starts a run, and of what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub cron: Cron,
+    pub options: RunOptions,
+}
+
+impl Schedule {
+    /// The first fire time strictly after `now` (UTC).
+    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&now, false).ok()
+    }
+
+    /// Fires runs forever; a fire while another run holds the lake is skipped (and logged).
+    pub async fn drive(self, runner: Arc<Runner>) {
+        loop {
+            let now = Utc::now();
+            let Some(next) = self.next_after(now) else {
+                warn!("the schedule has no next fire time: scheduler stopped");
+                return;
+            };
+            let wait = (next - now).to_std().unwrap_or_default();
+            info!(next = %next.to_rfc3339(), "next scheduled run");
+            tokio::time::sleep(wait).await;
+            match runner.start(self.options.clone()) {
+                Ok(run_id) => info!(run_id = %run_id, "scheduled run started"),
+                Err(Error::LakeBusy { holder, .. }) => {
+                    warn!(holder = %holder, "scheduled run skipped: the lake is busy")
+                }
+                Err(e) => warn!(error = %e, "scheduled run could not start"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(pattern: &str) -> Schedule {
+        Schedule {
+            cron: pattern.parse().unwrap(),
+            options: RunOptions::default(),
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn next_fire_times_come_from_the_injected_clock() {
+        let every_six_hours = schedule("0 */6 * * *");
+        assert_eq!(
+            every_six_hours.next_after(at("2026-11-28T10:15:00Z")),
+            Some(at("2026-11-28T12:00:00Z"))
+        );
+        assert_eq!(
+            every_six_hours.next_after(at("2026-11-28T12:00:00Z")),
+            Some(at("2026-11-28T18:00:00Z")),
+            "strictly after: a run at 12:00 does not fire twice"
+        );
+        let monday_morning = schedule("30 7 * * MON");
+        assert_eq!(
+            monday_morning.next_after(at("2026-11-28T10:00:00Z")),
+            Some(at("2026-11-30T07:30:00Z"))
+        );
+        assert!("61 * * * *".parse::<Cron>().is_err());
+    }
+}
