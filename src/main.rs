@@ -7,7 +7,10 @@ fn main() -> std::process::ExitCode {
     let cli = strata::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            // deltalake warns on every MERGE that a metric is missing (it derives it); that is
+            // noise for users, and run history is a MERGE on every run.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,deltalake_core::operations::merge=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -4,7 +4,8 @@
 //! `Authorization: Bearer <token>`, verified with exactly the configured algorithm (HS256 secret or
 //! RS256 public key), so `alg: none` and algorithm-swap tokens are refused; `exp` is required.
 //! Roles come from the `role` claim (a string) or `roles` (a list): `reader` may call every read
-//! endpoint and SQL, `admin` everything, including `/v1/admin/*` and `POST /v1/runs`. Missing, malformed, expired or
+//! endpoint and SQL, `admin` everything, including `/v1/admin/*`, `POST /v1/runs` and appending
+//! rows. Missing, malformed, expired or
 //! wrongly signed tokens get 401; a valid token without the needed role gets 403.
 
 use std::sync::Arc;
@@ -115,10 +116,11 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
-/// The role a request needs: admin for `/v1/admin/*` and for starting runs.
+/// The role a request needs: admin for `/v1/admin/*`, starting runs and appending rows.
 fn required_role(method: &axum::http::Method, path: &str) -> Role {
-    if path.starts_with("/v1/admin/") || (method == axum::http::Method::POST && path == "/v1/runs")
-    {
+    let writes = method == axum::http::Method::POST
+        && (path == "/v1/runs" || (path.starts_with("/v1/tables/") && path.ends_with("/rows")));
+    if path.starts_with("/v1/admin/") || writes {
         Role::Admin
     } else {
         Role::Reader

@@ -40,7 +40,7 @@ use utoipa::OpenApi;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use error::ApiError;
-use routes::{admin, health, query, recommendations, runs, tables};
+use routes::{admin, health, query, recommendations, rows, runs, tables};
 use state::AppState;
 
 #[derive(OpenApi)]
@@ -53,6 +53,7 @@ use state::AppState;
         tables::table_read,
         tables::table_history,
         tables::table_schema,
+        rows::rows_post,
         query::query_run,
         recommendations::recommendations_get,
         recommendations::similar_get,
@@ -97,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tables/{table}", get(tables::table_read))
         .route("/v1/tables/{table}/history", get(tables::table_history))
         .route("/v1/tables/{table}/schema", get(tables::table_schema))
+        .route("/v1/tables/{table}/rows", post(rows::rows_post))
         .route("/v1/query", post(query::query_run))
         .route(
             "/v1/users/{user_id}/recommendations",

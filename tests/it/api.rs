@@ -623,3 +623,94 @@ async fn runs_are_started_followed_and_one_at_a_time() {
         (StatusCode::NOT_FOUND, "run_not_found")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_rows_flow_downstream_into_new_versions() {
+    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+    let server = TestServer::start(&project, "").await;
+    let append = |path: &str, body: Value| server.client.post(server.url(path)).json(&body).send();
+
+    // Bad records: each named, nothing written.
+    let bad = append(
+        "/v1/tables/bronze.ratings/rows",
+        json!([
+            {"user_id": 6, "movie_id": 3, "rating": 4, "timestamp": 978300762},
+            {"user_id": 6, "movie_id": "three", "rating": 4, "timestamp": 978300762},
+            {"user_id": 6, "movie_id": 4, "rating": 4, "timestamp": 978300762, "mood": "happy"}
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = bad.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("record 1") && message.contains("record 2"),
+        "{message}"
+    );
+    assert!(!message.contains("record 0"), "{message}");
+    let (_, page) = server
+        .get_json("/v1/tables/bronze.ratings?limit=1000")
+        .await;
+    assert_eq!(
+        page["rows"].as_array().unwrap().len(),
+        22,
+        "nothing written"
+    );
+
+    let (status, body) = {
+        let response = append("/v1/tables/silver.ratings/rows", json!([{"user_id": 1}]))
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "not_bronze")
+    );
+
+    // Good records: one new bronze version, then the downstream run rebuilds silver and gold.
+    let before = server.get("/v1/users/6/recommendations").await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let response = append(
+        "/v1/tables/bronze.ratings/rows?run=downstream",
+        json!([{"user_id": 6, "movie_id": 3, "rating": 4, "timestamp": 978300762}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let appended: Value = response.json().await.unwrap();
+    assert_eq!(appended["version"], 1);
+    assert_eq!(appended["rows"], 1);
+    let run_id = appended["run_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, run) = server.get_json(&format!("/v1/runs/{run_id}")).await;
+        if run["status"] == "succeeded" {
+            break;
+        }
+        assert_ne!(run["status"], "failed", "{run}");
+        assert!(
+            Instant::now() < deadline,
+            "the downstream run never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.post_json("/v1/admin/refresh").await;
+    let (_, silver) = server
+        .get_json("/v1/tables/silver.ratings?filter=user_id:eq:6&order_by=movie_id")
+        .await;
+    assert_eq!(silver["rows"].as_array().unwrap().len(), 3, "{silver}");
+    let after = server.get("/v1/users/6/recommendations").await;
+    assert_ne!(after.headers()["etag"].to_str().unwrap(), before);
+    let recs: Value = after.json().await.unwrap();
+    let ids: Vec<&Value> = recs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["item_id"])
+        .collect();
+    assert_eq!(ids, [&json!(4)], "movie 3 is rated now");
+}

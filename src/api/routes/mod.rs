@@ -4,5 +4,6 @@ pub mod admin;
 pub mod health;
 pub mod query;
 pub mod recommendations;
+pub mod rows;
 pub mod runs;
 pub mod tables;
