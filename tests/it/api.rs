@@ -714,3 +714,30 @@ async fn appended_rows_flow_downstream_into_new_versions() {
         .collect();
     assert_eq!(ids, [&json!(4)], "movie 3 is rated now");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_starts_runs_by_itself() {
+    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+    // Every second (croner's optional seconds field), only one step.
+    let server = TestServer::start(
+        &project,
+        "[schedule]\ncron = \"* * * * * *\"\nselect = [\"gold.movie_stats\"]",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scheduled = loop {
+        let (_, runs) = server.get_json("/v1/runs").await;
+        let found = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["trigger"] == "schedule" && r["status"] == "succeeded")
+            .cloned();
+        if let Some(run) = found {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "no scheduled run: {runs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(scheduled["selection"], "gold.movie_stats");
+}
