@@ -12,8 +12,8 @@ use crate::catalog::{Lake, TableName, row_count};
 use crate::error::{Error, Result};
 use crate::pipeline::commit::{META_RUN_ID, META_STEP};
 
-/// One table of the lake, as `strata tables` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One table of the lake, as `strata tables` and `GET /v1/tables` show it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TableInfo {
     pub table: String,
     pub layer: String,
@@ -23,8 +23,8 @@ pub struct TableInfo {
     pub last_commit: Option<String>,
 }
 
-/// One version of a table, as `strata history` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One version of a table, as `strata history` and `GET /v1/tables/{table}/history` show it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub version: u64,
     /// RFC 3339, UTC.

@@ -68,6 +68,23 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Polls `GET /v1/runs/{id}` until the run is no longer running (at most a minute).
+    async fn wait_for_run(&self, run_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, run) = self.get_json(&format!("/v1/runs/{run_id}")).await;
+            assert_eq!(status, StatusCode::OK, "{run}");
+            if run["status"] != "running" {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} never finished: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn query(&self, sql: &str) -> (StatusCode, Value) {
         let response = self
             .client
@@ -595,16 +612,7 @@ async fn runs_are_started_followed_and_one_at_a_time() {
         "{body}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let run = loop {
-        let (status, run) = server.get_json(&format!("/v1/runs/{run_id}")).await;
-        assert_eq!(status, StatusCode::OK, "{run}");
-        if run["status"] != "running" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run never finished: {run}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = server.wait_for_run(&run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["trigger"], "api");
     assert_eq!(run["selection"], "gold.movie_stats");
@@ -685,19 +693,8 @@ async fn appended_rows_flow_downstream_into_new_versions() {
     assert_eq!(appended["version"], 1);
     assert_eq!(appended["rows"], 1);
     let run_id = appended["run_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, run) = server.get_json(&format!("/v1/runs/{run_id}")).await;
-        if run["status"] == "succeeded" {
-            break;
-        }
-        assert_ne!(run["status"], "failed", "{run}");
-        assert!(
-            Instant::now() < deadline,
-            "the downstream run never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let run = server.wait_for_run(&run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
     server.post_json("/v1/admin/refresh").await;
     let (_, silver) = server
         .get_json("/v1/tables/silver.ratings?filter=user_id:eq:6&order_by=movie_id")

@@ -18,6 +18,7 @@ use crate::api::page::{At, PageRequest};
 use crate::api::snapshots::Snapshot;
 use crate::api::state::AppState;
 use crate::catalog::TableName;
+use crate::inspect::{HistoryEntry, TableInfo};
 
 /// Parses and validates a table name from a path: `layer.name` of an existing table. Anything
 /// else (`../x`, `gold/x`, unknown layer) is rejected before the lake is touched.
@@ -37,32 +38,10 @@ pub fn table_name(state: &AppState, text: &str) -> ApiResult<TableName> {
     Ok(table)
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TableSummary {
-    pub table: String,
-    pub layer: String,
-    pub version: u64,
-    pub rows: Option<u64>,
-    /// RFC 3339.
-    pub last_commit: Option<String>,
-}
-
 /// Every table of the lake.
-#[utoipa::path(get, path = "/v1/tables", tag = "tables", responses((status = 200, body = [TableSummary])))]
-pub async fn tables_list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<TableSummary>>> {
-    let tables = crate::inspect::tables(&state.lake).await?;
-    Ok(Json(
-        tables
-            .into_iter()
-            .map(|t| TableSummary {
-                layer: t.layer.clone(),
-                table: t.table,
-                version: t.version,
-                rows: t.rows,
-                last_commit: t.last_commit,
-            })
-            .collect(),
-    ))
+#[utoipa::path(get, path = "/v1/tables", tag = "tables", responses((status = 200, body = [TableInfo])))]
+pub async fn tables_list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<TableInfo>>> {
+    Ok(Json(crate::inspect::tables(&state.lake).await?))
 }
 
 /// Rows of a table: filter, order, project, page; any version (`version`, `as_of`).
@@ -147,39 +126,16 @@ fn with_version(mut response: Response, version: u64) -> Response {
     response
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Version {
-    pub version: u64,
-    pub timestamp: Option<String>,
-    pub operation: Option<String>,
-    pub rows_written: Option<u64>,
-    pub run_id: Option<String>,
-    pub step: Option<String>,
-}
-
 /// Every Delta version of a table, newest first.
 #[utoipa::path(get, path = "/v1/tables/{table}/history", tag = "tables",
     params(("table" = String, Path)),
-    responses((status = 200, body = [Version]), (status = 404, body = crate::api::error::ErrorBody)))]
+    responses((status = 200, body = [HistoryEntry]), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn table_history(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
-) -> ApiResult<Json<Vec<Version>>> {
+) -> ApiResult<Json<Vec<HistoryEntry>>> {
     let table = table_name(&state, &table)?;
-    let history = crate::inspect::history(&state.lake, &table).await?;
-    Ok(Json(
-        history
-            .into_iter()
-            .map(|h| Version {
-                version: h.version,
-                timestamp: h.timestamp,
-                operation: h.operation,
-                rows_written: h.rows_written,
-                run_id: h.run_id,
-                step: h.step,
-            })
-            .collect(),
-    ))
+    Ok(Json(crate::inspect::history(&state.lake, &table).await?))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
