@@ -270,6 +270,8 @@ async fn every_read_endpoint_answers_over_a_real_socket() {
             "version_not_found",
         ),
         ("/v1/users/abc/recommendations", 400, "bad_id"),
+        ("/v1/users/1/recommendations?k=abc", 400, "bad_request"),
+        ("/v1/users/1/recommendations?k=0", 400, "bad_k"),
         ("/v1/items/424242/similar", 404, "item_not_found"),
         ("/v1/nothing", 404, "not_found"),
     ] {
@@ -472,6 +474,8 @@ async fn sql_is_read_only_bounded_and_survives_a_query_over_its_memory() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "body_too_large", "{body}");
 }
 
 fn token(claims: Value, key: &jsonwebtoken::EncodingKey, alg: jsonwebtoken::Algorithm) -> String {
