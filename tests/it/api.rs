@@ -742,3 +742,51 @@ async fn the_schedule_starts_runs_by_itself() {
     };
     assert_eq!(scheduled["selection"], "gold.movie_stats");
 }
+
+#[test]
+fn the_binary_serves_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let project = built_project();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(project.root())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("strata serve listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let health: Value = runtime.block_on(async {
+        reqwest::get(format!("{base}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(health["status"], "ok");
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+}
