@@ -148,35 +148,7 @@ pub enum RunsCommand {
 pub enum BenchCommand {
     /// Train ALS on a TAB-separated `user item rating` train file, evaluate on a test file and print
     /// one JSON object (rmse, precision/recall/ndcg/map@10, most-popular baseline, timings).
-    Als {
-        #[arg(long)]
-        train: PathBuf,
-        #[arg(long)]
-        test: PathBuf,
-        #[arg(long, default_value_t = 10)]
-        factors: usize,
-        #[arg(long, default_value_t = 10)]
-        iterations: usize,
-        #[arg(long, default_value_t = 0.1)]
-        regularization: f32,
-        /// Explicit only: a row with n ratings is penalised by regularization * n^e (1: ALS-WR as
-        /// in Spark; 0.5 with --biases and --regularization 1.3 measured best on ml-100k).
-        #[arg(long, default_value_t = 1.0)]
-        regularization_exponent: f32,
-        /// Implicit-feedback ALS (confidence 1 + alpha * rating) instead of explicit ALS-WR.
-        #[arg(long)]
-        implicit: bool,
-        #[arg(long, default_value_t = 1.0)]
-        alpha: f32,
-        /// Learn user and item biases (explicit only).
-        #[arg(long)]
-        biases: bool,
-        /// Worker threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Als(als::BenchArgs),
 }
 
 /// Runs a parsed command line. `env` is the process environment (passed in for testability).
@@ -353,36 +325,17 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
 }
 
 async fn run_bench(command: BenchCommand) -> Result<()> {
-    let BenchCommand::Als {
-        train,
-        test,
-        factors,
-        iterations,
-        regularization,
-        regularization_exponent,
-        implicit,
-        alpha,
-        biases,
-        threads,
-        seed,
-    } = command;
-    let args = als::BenchArgs {
-        train,
-        test,
-        factors,
-        iterations,
-        regularization,
-        regularization_exponent,
-        implicit,
-        alpha,
-        threads,
-        biases,
-        seed,
-        ..Default::default()
-    };
+    let BenchCommand::Als(args) = command;
     eprintln!(
-        "training {} ALS: {factors} factors, {iterations} iterations, regularization {regularization}",
-        if implicit { "implicit" } else { "explicit" }
+        "training {} ALS: {} factors, {} iterations, regularization {}",
+        if args.implicit {
+            "implicit"
+        } else {
+            "explicit"
+        },
+        args.factors,
+        args.iterations,
+        args.regularization
     );
     let report = tokio::task::spawn_blocking(move || als::run_bench(&args))
         .await
