@@ -135,6 +135,20 @@ impl Encoding {
     }
 }
 
+/// A column type as users know it: DataFusion reads strings as views (`Utf8View`), which are
+/// plain strings to anyone reading the lake.
+pub fn type_name(data_type: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType;
+    match data_type {
+        DataType::List(inner) | DataType::LargeList(inner) => {
+            format!("List({})", type_name(inner.data_type()))
+        }
+        DataType::Utf8View => DataType::Utf8.to_string(),
+        DataType::BinaryView => DataType::Binary.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// CSV cannot hold nested values (lists, structs): say so instead of failing opaquely.
 fn csv_error(e: arrow::error::ArrowError) -> ApiError {
     ApiError::bad_request(

@@ -418,6 +418,7 @@ async fn sql_is_read_only_bounded_and_survives_a_query_over_its_memory() {
     assert_eq!(ok["rows"].as_array().unwrap().len(), 5);
     assert_eq!(ok["truncated"], false);
     assert_eq!(ok["columns"][1]["name"], "title");
+    assert_eq!(ok["columns"][1]["type"], "Utf8");
     let (_, cut) = server.query("SELECT * FROM silver.ratings").await;
     assert_eq!(cut["rows"].as_array().unwrap().len(), 5);
     assert_eq!(cut["truncated"], true);

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::api::encode::Encoding;
+use crate::api::encode::{Encoding, type_name};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::state::AppState;
 use crate::pipeline::sql_step::read_only;
@@ -110,7 +110,7 @@ pub async fn query_run(
             schema
                 .fields()
                 .iter()
-                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .map(|f| serde_json::json!({"name": f.name(), "type": type_name(f.data_type())}))
                 .collect(),
         ),
     );

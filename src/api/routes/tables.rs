@@ -173,23 +173,10 @@ pub async fn table_schema(
             .iter()
             .map(|f| SchemaColumn {
                 name: f.name().clone(),
-                data_type: format_type(f.data_type()),
+                data_type: crate::api::encode::type_name(f.data_type()),
                 nullable: f.is_nullable(),
             })
             .collect(),
     };
     Ok(Json(body).into_response())
-}
-
-fn format_type(data_type: &arrow::datatypes::DataType) -> String {
-    use arrow::datatypes::DataType;
-    match data_type {
-        DataType::List(inner) | DataType::LargeList(inner) => {
-            format!("List({})", format_type(inner.data_type()))
-        }
-        // DataFusion reads strings as views; users know them as plain strings.
-        DataType::Utf8View => DataType::Utf8.to_string(),
-        DataType::BinaryView => DataType::Binary.to_string(),
-        other => other.to_string(),
-    }
 }
