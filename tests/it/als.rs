@@ -19,17 +19,15 @@ const GOLD: [&str; 5] = [
     "gold.item_popularity",
 ];
 
-/// A project with the repository's steps on a small generated MovieLens-shaped sample.
+/// The `[sample]` keys of the small generated MovieLens-shaped sample these tests use.
+const SAMPLE: &str = "users = 150\nitems = 200\nratings = 6000\nseed = 7";
+
+/// A project with the repository's steps on the small generated sample.
 fn generated_project() -> Project {
-    let project = Project::new();
-    project.copy_repo_sql();
-    project.write(
-        "config/strata.toml",
-        "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\n[sql]\ndir = \"../sql\"\n\
-         [sample]\ngenerate_if_empty = true\nusers = 150\nitems = 200\nratings = 6000\nseed = 7\n\
-         [steps.\"gold.recommendations\"]\nk = 5\nsimilar_k = 3\nthreads = 2\n",
-    );
-    project
+    Project::generated(
+        SAMPLE,
+        "[steps.\"gold.recommendations\"]\nk = 5\nsimilar_k = 3\nthreads = 2\n",
+    )
 }
 
 #[test]
@@ -167,11 +165,9 @@ fn explicit_als_reports_rmse_and_a_test_table_replaces_the_holdout() {
         "sql/silver/als_test.sql",
         "SELECT user_id, item_id, rating FROM silver.als_input WHERE (user_id + item_id) % 5 = 0",
     );
-    project.write(
-        "config/strata.toml",
-        "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\n[sql]\ndir = \"../sql\"\n\
-         [sample]\ngenerate_if_empty = true\nusers = 150\nitems = 200\nratings = 6000\nseed = 7\n\
-         [steps.\"gold.recommendations\"]\nimplicit = false\nfactors = 8\nregularization = 0.1\n\
+    project.write_generated_config(
+        SAMPLE,
+        "[steps.\"gold.recommendations\"]\nimplicit = false\nfactors = 8\nregularization = 0.1\n\
          biases = true\neval = { test_table = \"silver.als_test\" }\n",
     );
     let dag = project.ok(&["dag"]);

@@ -335,15 +335,10 @@ fn a_step_over_its_timeout_fails_without_committing() {
 
 /// A generated-sample project (big enough that a run takes a while), deterministic ALS.
 fn sample_project() -> Project {
-    let project = Project::new();
-    project.copy_repo_sql();
-    project.write(
-        "config/strata.toml",
-        "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\n[sql]\ndir = \"../sql\"\n\
-         [sample]\ngenerate_if_empty = true\nusers = 600\nitems = 400\nratings = 60000\nseed = 3\n\
-         [steps.\"gold.recommendations\"]\nthreads = 2\nfactors = 8\n",
-    );
-    project
+    Project::generated(
+        "users = 600\nitems = 400\nratings = 60000\nseed = 3",
+        "[steps.\"gold.recommendations\"]\nthreads = 2\nfactors = 8\n",
+    )
 }
 
 #[test]
