@@ -9,6 +9,7 @@
 //! Invariant: schema lookups open the Delta log on every query, so a query always sees the latest
 //! committed version (no stale snapshots are cached across queries).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -28,7 +29,9 @@ use deltalake::DeltaTable;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use url::Url;
 
+use crate::config::{LakeConfig, LakeRoot};
 use crate::error::{Error, Result};
+use crate::storage::RemoteLake;
 
 /// The layers of the lake. `System` holds Strata's own bookkeeping tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,85 +137,216 @@ impl FromStr for TableName {
     }
 }
 
-/// The lake on local disk: `<root>/<layer>/<name>/` per table.
+/// The lake: `<root>/<layer>/<name>/` per table, on local disk or on object storage.
 #[derive(Debug, Clone)]
 pub struct Lake {
-    root: PathBuf,
+    root: LakeRoot,
+    /// Set for object-store lakes: the store rooted at the lake and the options every table is
+    /// opened with.
+    remote: Option<RemoteLake>,
+    allow_unsafe_concurrent_writes: bool,
 }
 
 impl Lake {
-    /// A lake rooted at `root`, made absolute so table URLs are well-formed.
+    /// A lake in a local directory, made absolute so table URLs are well-formed.
     pub fn try_new(root: &Path) -> Result<Self> {
         let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
-        Ok(Lake { root })
+        Ok(Lake {
+            root: LakeRoot::Local(root),
+            remote: None,
+            allow_unsafe_concurrent_writes: false,
+        })
     }
 
-    pub fn root(&self) -> &Path {
+    /// The lake the configuration names. Builds no connection yet: see [`Lake::check_access`].
+    pub fn from_config(config: &LakeConfig) -> Result<Self> {
+        match &config.root {
+            LakeRoot::Local(path) => Lake::try_new(path),
+            LakeRoot::Remote(url) => {
+                let options: HashMap<String, String> = config
+                    .storage_options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Ok(Lake {
+                    root: config.root.clone(),
+                    remote: Some(RemoteLake::new(url, &options)?),
+                    allow_unsafe_concurrent_writes: config.allow_unsafe_concurrent_writes,
+                })
+            }
+        }
+    }
+
+    pub fn root(&self) -> &LakeRoot {
         &self.root
     }
 
-    pub fn table_dir(&self, table: &TableName) -> PathBuf {
-        self.root.join(table.layer.as_str()).join(&table.name)
+    /// The lake's directory when it is on local disk.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.root {
+            LakeRoot::Local(path) => Some(path),
+            LakeRoot::Remote(_) => None,
+        }
+    }
+
+    /// The object store of a remote lake.
+    pub fn remote(&self) -> Option<&RemoteLake> {
+        self.remote.as_ref()
+    }
+
+    /// For a remote lake: fails with one clear line when the bucket, credentials or endpoint are
+    /// wrong. `for_writing` also checks that the store honours conditional writes. Local lakes
+    /// need no check.
+    pub async fn check_access(&self, for_writing: bool) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        remote.check_reachable().await?;
+        if for_writing {
+            remote
+                .check_conditional_writes(self.allow_unsafe_concurrent_writes)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The table's directory, for local lakes only.
+    pub fn local_table_dir(&self, table: &TableName) -> Option<PathBuf> {
+        self.local_root()
+            .map(|root| root.join(table.layer.as_str()).join(&table.name))
+    }
+
+    /// The table's path relative to the lake root (`silver/ratings`).
+    fn relative_path(table: &TableName) -> String {
+        format!("{}/{}", table.layer, table.name)
     }
 
     pub fn table_url(&self, table: &TableName) -> Result<Url> {
-        let dir = self.table_dir(table);
-        Url::from_directory_path(&dir)
-            .map_err(|()| Error::Usage(format!("cannot make a URL of {}", dir.display())))
+        match &self.root {
+            LakeRoot::Local(root) => {
+                let dir = root.join(table.layer.as_str()).join(&table.name);
+                Url::from_directory_path(&dir)
+                    .map_err(|()| Error::Usage(format!("cannot make a URL of {}", dir.display())))
+            }
+            LakeRoot::Remote(url) => url
+                .join(&format!("{}/", Self::relative_path(table)))
+                .map_err(|e| {
+                    Error::Usage(format!("cannot make a URL of {table} under {url}: {e}"))
+                }),
+        }
     }
 
-    /// True when the table has at least one committed version.
-    pub fn exists(&self, table: &TableName) -> bool {
-        self.table_dir(table).join("_delta_log").is_dir()
+    /// The storage options tables are opened with (empty for local lakes).
+    fn storage_options(&self) -> HashMap<String, String> {
+        self.remote
+            .as_ref()
+            .map(|r| r.options().clone())
+            .unwrap_or_default()
+    }
+
+    /// True when the table has at least one committed version (its `_delta_log` holds a file).
+    pub async fn exists(&self, table: &TableName) -> Result<bool> {
+        match &self.remote {
+            None => Ok(self.exists_locally(table)),
+            Some(remote) => {
+                remote
+                    .has_objects(&format!("{}/_delta_log", Self::relative_path(table)))
+                    .await
+            }
+        }
+    }
+
+    fn exists_locally(&self, table: &TableName) -> bool {
+        self.local_table_dir(table)
+            .is_some_and(|dir| dir.join("_delta_log").is_dir())
     }
 
     /// Every table of the lake, sorted by layer then name.
-    pub fn list(&self) -> Vec<TableName> {
+    pub async fn list(&self) -> Result<Vec<TableName>> {
         let mut tables = Vec::new();
         for layer in Layer::ALL {
-            tables.extend(self.list_layer(layer));
+            tables.extend(self.list_layer(layer).await?);
         }
-        tables
+        Ok(tables)
     }
 
-    fn list_layer(&self, layer: Layer) -> Vec<TableName> {
-        let Ok(entries) = std::fs::read_dir(self.root.join(layer.as_str())) else {
-            return Vec::new();
+    async fn list_layer(&self, layer: Layer) -> Result<Vec<TableName>> {
+        let names = match &self.remote {
+            None => {
+                let Some(root) = self.local_root() else {
+                    return Ok(Vec::new());
+                };
+                let Ok(entries) = std::fs::read_dir(root.join(layer.as_str())) else {
+                    return Ok(Vec::new());
+                };
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            }
+            Some(remote) => remote.child_names(layer.as_str()).await?,
         };
-        let mut tables: Vec<TableName> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
+        let candidates: Vec<TableName> = names
+            .into_iter()
             .filter(|name| TableName::validate_name(name).is_ok())
             .map(|name| TableName::new(layer, name))
-            .filter(|t| self.exists(t))
+            .collect();
+        let checks = candidates.iter().map(|t| self.exists(t));
+        let present = futures::future::try_join_all(checks).await?;
+        let mut tables: Vec<TableName> = candidates
+            .into_iter()
+            .zip(present)
+            .filter_map(|(t, present)| present.then_some(t))
             .collect();
         tables.sort();
-        tables
+        Ok(tables)
     }
 
     /// Opens the latest version of an existing table.
     pub async fn open(&self, table: &TableName) -> Result<DeltaTable> {
-        if !self.exists(table) {
+        if !self.exists(table).await? {
             return Err(Error::TableNotFound(table.clone()));
         }
         let url = self.table_url(table)?;
-        deltalake::open_table(url)
+        deltalake::open_table_with_storage_options(url, self.storage_options())
             .await
-            .map_err(|e| Error::delta(table, e))
+            .map_err(|e| self.delta_error(table, e))
     }
 
     /// Opens a table for writing: the latest version if it exists, else an empty handle whose first
     /// write creates version 0.
     pub async fn open_for_write(&self, table: &TableName) -> Result<DeltaTable> {
-        if self.exists(table) {
+        if self.exists(table).await? {
             return self.open(table).await;
         }
-        let dir = self.table_dir(table);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        if let Some(dir) = self.local_table_dir(table) {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
         // An unloaded handle: there is no log to read yet, and the first write creates version 0.
         deltalake::DeltaTableBuilder::from_url(self.table_url(table)?)
+            .map(|builder| builder.with_storage_options(self.storage_options()))
             .and_then(|builder| builder.build())
-            .map_err(|e| Error::delta(table, e))
+            .map_err(|e| self.delta_error(table, e))
+    }
+
+    /// Removes every file of a table (one a failed step had created). Local directories go
+    /// whole; on object storage every object under the table's prefix is deleted.
+    pub async fn delete_table(&self, table: &TableName) -> Result<()> {
+        match (&self.remote, self.local_table_dir(table)) {
+            (Some(remote), _) => remote.delete_prefix(&Self::relative_path(table)).await,
+            (None, Some(dir)) => std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e)),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// A Delta error, explained in one line when it is a storage failure on a remote lake.
+    pub fn delta_error(&self, table: &TableName, error: deltalake::DeltaTableError) -> Error {
+        if let Some(remote) = &self.remote
+            && let Some(store_error) = crate::storage::find_object_store_error(&error)
+        {
+            return remote.explain(store_error);
+        }
+        Error::delta(table, error)
     }
 
     /// Opens a table at a given version.
@@ -230,7 +364,7 @@ impl Lake {
                 table: table.clone(),
                 version,
             },
-            e => Error::delta(table, e),
+            e => self.delta_error(table, e),
         })?;
         Ok(delta)
     }
@@ -241,7 +375,7 @@ impl Lake {
         delta
             .load_with_datetime(at)
             .await
-            .map_err(|e| Error::delta(table, e))?;
+            .map_err(|e| self.delta_error(table, e))?;
         Ok(delta)
     }
 
@@ -338,8 +472,11 @@ struct LayerSchema {
 #[async_trait]
 impl SchemaProvider for LayerSchema {
     fn table_names(&self) -> Vec<String> {
-        self.lake
-            .list_layer(self.layer)
+        // DataFusion asks synchronously (information_schema); listing is async.
+        let lake = Arc::clone(&self.lake);
+        let layer = self.layer;
+        run_blocking(async move { lake.list_layer(layer).await })
+            .unwrap_or_default()
             .into_iter()
             .map(|t| t.name)
             .collect()
@@ -350,20 +487,21 @@ impl SchemaProvider for LayerSchema {
             return Ok(None);
         }
         let table = TableName::new(self.layer, name);
-        if !self.lake.exists(&table) {
-            return Ok(None);
-        }
-        let delta = self
-            .lake
-            .open(&table)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let delta = match self.lake.open(&table).await {
+            Ok(delta) => delta,
+            Err(Error::TableNotFound(_)) => return Ok(None),
+            Err(e) => return Err(DataFusionError::External(Box::new(e))),
+        };
         provider(&delta).await.map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        TableName::validate_name(name).is_ok()
-            && self.lake.exists(&TableName::new(self.layer, name))
+        if TableName::validate_name(name).is_err() {
+            return false;
+        }
+        let table = TableName::new(self.layer, name);
+        let lake = Arc::clone(&self.lake);
+        run_blocking(async move { lake.exists(&table).await }).unwrap_or(false)
     }
 }
 
@@ -426,8 +564,8 @@ impl TableFunctionImpl for TimeTravel {
     }
 }
 
-/// Table functions are synchronous in DataFusion; opening a Delta table is async. Requires the
-/// multi-threaded runtime (the CLI and server use it).
+/// Table functions and some schema lookups are synchronous in DataFusion; opening a Delta table is
+/// async. Requires the multi-threaded runtime (the CLI and server use it).
 fn run_blocking<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
@@ -482,10 +620,24 @@ mod tests {
     }
 
     #[test]
-    fn table_dir_follows_layer_and_name() {
+    fn table_locations_follow_layer_and_name() {
         let lake = Lake::try_new(Path::new("/tmp/lake")).unwrap();
         let t: TableName = "gold.movie_stats".parse().unwrap();
-        assert_eq!(lake.table_dir(&t), Path::new("/tmp/lake/gold/movie_stats"));
+        assert_eq!(
+            lake.local_table_dir(&t).unwrap(),
+            Path::new("/tmp/lake/gold/movie_stats")
+        );
+        let remote = Lake::from_config(&LakeConfig {
+            root: LakeRoot::parse("s3://bucket/prod").unwrap(),
+            storage_options: Default::default(),
+            allow_unsafe_concurrent_writes: false,
+        })
+        .unwrap();
+        assert_eq!(
+            remote.table_url(&t).unwrap().as_str(),
+            "s3://bucket/prod/gold/movie_stats/"
+        );
+        assert!(remote.local_table_dir(&t).is_none());
         assert_eq!(t.rejects().to_string(), "gold.movie_stats__rejects");
     }
 

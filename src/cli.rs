@@ -40,9 +40,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Lake root directory (overrides lake.root).
+    /// Lake root: a directory or an s3://bucket/prefix URL (overrides lake.root).
     #[arg(long, global = true)]
-    pub lake: Option<PathBuf>,
+    pub lake: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -94,6 +94,16 @@ pub enum Command {
         /// Address to listen on (overrides serve.bind), e.g. 0.0.0.0:8080.
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
+    },
+    /// Exit 0 when a `strata serve` answers `GET /health` with 200, else 1 (the container
+    /// HEALTHCHECK: no curl needed in the image).
+    Healthcheck {
+        /// The URL to check (default: /health on 127.0.0.1 at the port of serve.bind).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// The run history: runs newest first (`strata runs`), or one run's steps
     /// (`strata runs show RUN_ID`, or `last`).
@@ -188,14 +198,14 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             Ok(())
         }
         Command::Tables { format } => {
-            let lake = Lake::try_new(&config.lake_root)?;
+            let lake = open_lake(&config, false).await?;
             let tables = inspect::tables(&lake).await?;
             let columns = ["table", "layer", "version", "rows", "last_commit"];
             emit!("{}", output::rows(&tables, &columns, format)?);
             Ok(())
         }
         Command::History { table, format } => {
-            let lake = Lake::try_new(&config.lake_root)?;
+            let lake = open_lake(&config, false).await?;
             let table: TableName = table.parse()?;
             let entries = inspect::history(&lake, &table).await?;
             let columns = [
@@ -210,7 +220,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             Ok(())
         }
         Command::Query { sql, format } => {
-            let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+            let lake = Arc::new(open_lake(&config, false).await?);
             let result = query::run(&lake, &config.session_options(), &sql).await?;
             emit!(
                 "{}",
@@ -219,7 +229,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             Ok(())
         }
         Command::Restore { table, version } => {
-            let lake = Lake::try_new(&config.lake_root)?;
+            let lake = open_lake(&config, true).await?;
             let table: TableName = table.parse()?;
             let new_version = inspect::restore(&lake, &table, version).await?;
             emit!("{table} restored to the contents of version {version} as version {new_version}");
@@ -231,12 +241,19 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             eprintln!("strata serve listening on http://{}", server.local_addr());
             server.serve(crate::api::shutdown_signal()).await
         }
+        Command::Healthcheck { url, timeout_ms } => {
+            let url = url
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}/health", config.serve.bind.port()));
+            healthcheck(&url, std::time::Duration::from_millis(timeout_ms)).await?;
+            emit!("{url}: ok");
+            Ok(())
+        }
         Command::Runs {
             show,
             limit,
             format,
         } => {
-            let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+            let lake = Arc::new(open_lake(&config, false).await?);
             match show {
                 None => {
                     let runs = run_log::list_runs(&lake, limit).await?;
@@ -275,8 +292,8 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             Ok(())
         }
         Command::Dag { format } => {
-            let lake = Lake::try_new(&config.lake_root)?;
-            let dag = Dag::build(&config, &lake)?;
+            let lake = open_lake(&config, false).await?;
+            let dag = Dag::build(&config, &lake).await?;
             let rendered = dag.render(format);
             emit!("{}", rendered.trim_end());
             Ok(())
@@ -305,6 +322,13 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             spec.seed = seed;
             spec.validate().map_err(Error::Usage)?;
             let dir = out.unwrap_or_else(|| config.ingest.raw_dir.clone());
+            if crate::pipeline::remote_source::is_remote(&dir) {
+                return Err(Error::Usage(format!(
+                    "ingest.raw_dir is {}: pass --out DIR to write the sample locally, then \
+                     upload it",
+                    dir.display()
+                )));
+            }
             let summary = tokio::task::spawn_blocking({
                 let dir = dir.clone();
                 move || sample::write_sample(&spec, &dir)
@@ -355,6 +379,32 @@ fn load_config(cli: &Cli, env: &[(String, String)], cwd: &Path) -> Result<Config
         lake_root: cli.lake.clone(),
     };
     Ok(Config::load(file.as_deref(), env, &overrides, cwd)?)
+}
+
+/// GETs `url`; anything but a 200 within `timeout` is an error naming the URL.
+async fn healthcheck(url: &str, timeout: std::time::Duration) -> Result<()> {
+    let unhealthy = |detail: String| Error::Unhealthy(format!("{url}: unhealthy: {detail}"));
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| unhealthy(e.to_string()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unhealthy(crate::error::error_chain(&e)))?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(unhealthy(format!("status {}", response.status())));
+    }
+    Ok(())
+}
+
+/// The configured lake, checked once up front on object storage (bucket, credentials, endpoint;
+/// conditional writes when the command writes) so a wrong setting is one clear line.
+async fn open_lake(config: &Config, for_writing: bool) -> Result<Lake> {
+    let lake = Lake::from_config(&config.lake)?;
+    lake.check_access(for_writing).await?;
+    Ok(lake)
 }
 
 fn parse_tables(names: &[String]) -> Result<Vec<TableName>> {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::{Table, Value};
+use url::Url;
 
 use crate::api::settings::{RawServe, ServeConfig};
 use crate::catalog::{SessionOptions, TableName};
@@ -33,6 +34,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/strata.toml";
 pub const DEFAULTS: &str = r#"
 [lake]
 root = "lake"
+allow_unsafe_concurrent_writes = false
+
+[lake.storage_options]
 
 [ingest]
 raw_dir = "lake/raw"
@@ -111,8 +115,8 @@ const PATH_KEYS: [&[&str]; 4] = [
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Root directory of the lake: `<root>/<layer>/<name>/` holds each Delta table.
-    pub lake_root: PathBuf,
+    /// Where the lake is and how to reach it.
+    pub lake: LakeConfig,
     pub ingest: IngestConfig,
     pub sample: SampleConfig,
     pub sources: BTreeMap<String, SourceConfig>,
@@ -131,6 +135,70 @@ pub struct Config {
     pub serve: ServeConfig,
     /// The run `strata serve` starts on a cron schedule, if any.
     pub schedule: Option<Schedule>,
+}
+
+/// `[lake]`: a local directory or an `s3://bucket/prefix` URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LakeConfig {
+    pub root: LakeRoot,
+    /// Passed unchanged to `deltalake`/`object_store` (`aws_endpoint`, `aws_region`, ...); they win
+    /// over the `AWS_*` environment variables, which those crates read themselves.
+    pub storage_options: BTreeMap<String, String>,
+    /// Opt-in for object stores that ignore conditional writes: without it Strata refuses to write
+    /// to such a store, because two concurrent commits could silently overwrite each other.
+    pub allow_unsafe_concurrent_writes: bool,
+}
+
+/// Where the lake lives: `<root>/<layer>/<name>/` holds each Delta table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeRoot {
+    Local(PathBuf),
+    /// An object-store URL whose path ends in `/` (`s3://bucket/prefix/`).
+    Remote(Url),
+}
+
+impl LakeRoot {
+    /// URL schemes the lake may live under besides the local disk.
+    pub const REMOTE_SCHEMES: [&str; 2] = ["s3", "s3a"];
+
+    /// Parses `lake.root`: a URL with a supported scheme, `file://` or a plain path.
+    pub fn parse(text: &str) -> std::result::Result<LakeRoot, String> {
+        if !text.contains("://") {
+            return Ok(LakeRoot::Local(PathBuf::from(text)));
+        }
+        let mut url = Url::parse(text).map_err(|e| format!("{text:?} is not a valid URL: {e}"))?;
+        if url.scheme() == "file" {
+            return url
+                .to_file_path()
+                .map(LakeRoot::Local)
+                .map_err(|()| format!("{text:?} is not a local file URL"));
+        }
+        if !Self::REMOTE_SCHEMES.contains(&url.scheme()) {
+            return Err(format!(
+                "unsupported scheme {:?} in {text:?}: use a local path or s3://bucket/prefix",
+                url.scheme()
+            ));
+        }
+        if url.host_str().unwrap_or("").is_empty() {
+            return Err(format!(
+                "{text:?} names no bucket: write s3://bucket/prefix"
+            ));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(LakeRoot::Remote(url))
+    }
+}
+
+impl fmt::Display for LakeRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LakeRoot::Local(path) => write!(f, "{}", path.display()),
+            LakeRoot::Remote(url) => write!(f, "{url}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +247,8 @@ pub struct SourceConfig {
 /// Values given on the command line, the highest-precedence layer.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub lake_root: Option<PathBuf>,
+    /// `--lake`: a directory or an `s3://` URL.
+    pub lake_root: Option<String>,
 }
 
 /// Every problem found while loading the configuration.
@@ -237,6 +306,8 @@ struct RawConfig {
 #[serde(default)]
 struct RawLake {
     root: Option<String>,
+    storage_options: Table,
+    allow_unsafe_concurrent_writes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,7 +396,7 @@ impl Config {
         layers.extend(env_layers(env, cwd, &mut problems));
         if let Some(root) = &overrides.lake_root {
             let mut lake = Table::new();
-            lake.insert("root".into(), Value::String(root.display().to_string()));
+            lake.insert("root".into(), Value::String(root.clone()));
             let mut values = Table::new();
             values.insert("lake".into(), Value::Table(lake));
             layers.push(Layer {
@@ -620,7 +691,27 @@ fn validate(
         });
     };
 
-    let lake_root = PathBuf::from(raw.lake.root.unwrap_or_default());
+    let lake_text = raw.lake.root.unwrap_or_default();
+    let lake_root = LakeRoot::parse(&lake_text).unwrap_or_else(|message| {
+        report("lake.root", message);
+        LakeRoot::Local(PathBuf::from(&lake_text))
+    });
+    let mut storage_options = BTreeMap::new();
+    for (key, value) in raw.lake.storage_options {
+        match value {
+            Value::String(text) => {
+                storage_options.insert(key, text);
+            }
+            // Numbers and booleans are written as deltalake parses them (`"true"`, `"5"`).
+            Value::Boolean(_) | Value::Integer(_) | Value::Float(_) => {
+                storage_options.insert(key, value.to_string());
+            }
+            other => report(
+                &format!("lake.storage_options.{key}"),
+                format!("must be a string, got {}", other.type_str()),
+            ),
+        }
+    }
     let sql_dir = PathBuf::from(raw.sql.dir.unwrap_or_default());
     let raw_dir = PathBuf::from(raw.ingest.raw_dir.unwrap_or_default());
     let max_reject_fraction = raw.ingest.max_reject_fraction.unwrap_or(0.0);
@@ -693,7 +784,14 @@ fn validate(
     let schedule = validate_schedule(raw.schedule, &mut report);
 
     Config {
-        lake_root,
+        lake: LakeConfig {
+            root: lake_root,
+            storage_options,
+            allow_unsafe_concurrent_writes: raw
+                .lake
+                .allow_unsafe_concurrent_writes
+                .unwrap_or(false),
+        },
         ingest: IngestConfig {
             raw_dir,
             max_reject_fraction,
@@ -782,7 +880,12 @@ fn validate_source(
     let path = match raw.path {
         Some(p) => {
             let p = PathBuf::from(p);
-            if p.is_absolute() { p } else { raw_dir.join(p) }
+            // Absolute paths and object-store URLs (`s3://bucket/key`) stay as written.
+            if p.is_absolute() || p.to_string_lossy().contains("://") {
+                p
+            } else {
+                raw_dir.join(p)
+            }
         }
         None => {
             errors.push((
@@ -896,7 +999,7 @@ mod tests {
     #[test]
     fn defaults_describe_the_movielens_pipeline_on_a_local_lake() {
         let config = Config::load(None, &[], &Overrides::default(), Path::new("/w")).unwrap();
-        assert_eq!(config.lake_root, Path::new("/w/lake"));
+        assert_eq!(config.lake.root, LakeRoot::Local(PathBuf::from("/w/lake")));
         assert_eq!(config.ingest.raw_dir, Path::new("/w/lake/raw"));
         assert_eq!(config.sql_dir, Path::new("/w/sql"));
         assert_eq!(
@@ -908,6 +1011,52 @@ mod tests {
             Path::new("/w/lake/raw/ratings.dat")
         );
         assert!(config.sources["movies"].latin1);
+    }
+
+    #[test]
+    fn an_s3_lake_root_keeps_its_url_and_storage_options_pass_through() {
+        let config = load_str(
+            "[lake]\nroot = \"s3://bucket/lakes/prod\"\n[lake.storage_options]\n\
+             aws_endpoint = \"http://127.0.0.1:9000\"\naws_allow_http = true\n",
+            &[("STRATA_LAKE__STORAGE_OPTIONS__AWS_REGION", "eu-west-1")],
+        )
+        .unwrap();
+        let LakeRoot::Remote(url) = &config.lake.root else {
+            panic!("expected a remote root, got {:?}", config.lake.root);
+        };
+        assert_eq!(url.as_str(), "s3://bucket/lakes/prod/");
+        assert_eq!(
+            config.lake.storage_options,
+            BTreeMap::from([
+                ("aws_allow_http".to_string(), "true".to_string()),
+                (
+                    "aws_endpoint".to_string(),
+                    "http://127.0.0.1:9000".to_string()
+                ),
+                ("aws_region".to_string(), "eu-west-1".to_string()),
+            ])
+        );
+        assert!(!config.lake.allow_unsafe_concurrent_writes);
+    }
+
+    #[test]
+    fn unsupported_lake_urls_are_reported_on_lake_root() {
+        for (root, expected) in [
+            ("gs://bucket/x", "unsupported scheme \"gs\""),
+            ("s3:///x", "names no bucket"),
+        ] {
+            let err = load_str(&format!("[lake]\nroot = \"{root}\"\n"), &[]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("lake.root") && text.contains(expected),
+                "{text}"
+            );
+        }
+        let config = load_str("[lake]\nroot = \"file:///data/lake\"\n", &[]).unwrap();
+        assert_eq!(
+            config.lake.root,
+            LakeRoot::Local(PathBuf::from("/data/lake"))
+        );
     }
 
     #[test]
@@ -932,7 +1081,10 @@ mod tests {
         .unwrap();
         let cwd = Path::new("/elsewhere");
         let config = Config::load(Some(&file), &[], &Overrides::default(), cwd).unwrap();
-        assert_eq!(config.lake_root, dir.path().join("proj/my-lake"));
+        assert_eq!(
+            config.lake.root,
+            LakeRoot::Local(dir.path().join("proj/my-lake"))
+        );
         assert_eq!(config.ingest.max_reject_fraction, 0.2);
 
         let vars = env(&[
@@ -941,14 +1093,20 @@ mod tests {
             ("HOME", "/root"),
         ]);
         let config = Config::load(Some(&file), &vars, &Overrides::default(), cwd).unwrap();
-        assert_eq!(config.lake_root, Path::new("/elsewhere/env-lake"));
+        assert_eq!(
+            config.lake.root,
+            LakeRoot::Local(PathBuf::from("/elsewhere/env-lake"))
+        );
         assert_eq!(config.ingest.max_reject_fraction, 0.5);
 
         let flags = Overrides {
             lake_root: Some("/flag/lake".into()),
         };
         let config = Config::load(Some(&file), &vars, &flags, cwd).unwrap();
-        assert_eq!(config.lake_root, Path::new("/flag/lake"));
+        assert_eq!(
+            config.lake.root,
+            LakeRoot::Local(PathBuf::from("/flag/lake"))
+        );
     }
 
     #[test]

@@ -26,6 +26,15 @@ pub enum Error {
     #[error("table {0} does not exist (run `strata tables` to list the lake)")]
     TableNotFound(TableName),
 
+    /// The lake's object store cannot be reached or used (bucket, credentials, endpoint,
+    /// conditional writes); the message names the URL and what to check.
+    #[error("{0}")]
+    Storage(String),
+
+    /// `strata healthcheck`: the server did not answer `/health` with 200.
+    #[error("{0}")]
+    Unhealthy(String),
+
     /// A requested Delta version that the table does not have.
     #[error("table {table} has no version {version} (run `strata history {table}`)")]
     VersionNotFound { table: TableName, version: u64 },
@@ -87,10 +96,10 @@ pub enum Error {
 
     /// Another run holds the lake.
     #[error(
-        "the lake is busy: {holder} holds {}; wait for it to finish (a lock left by a process \
-         that is gone is recovered automatically)", lock.display()
+        "the lake is busy: {holder} holds {lock}; wait for it to finish (a lock left by a process \
+         that is gone or whose lease ran out is recovered automatically)"
     )]
-    LakeBusy { lock: PathBuf, holder: String },
+    LakeBusy { lock: String, holder: String },
 
     /// One or more steps failed during `strata run`; each has been reported already.
     #[error("{failed} step(s) failed, {skipped} skipped because an upstream step failed")]

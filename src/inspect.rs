@@ -39,7 +39,7 @@ pub struct HistoryEntry {
 /// Every table with its current version, row count and last commit time.
 pub async fn tables(lake: &Lake) -> Result<Vec<TableInfo>> {
     let mut infos = Vec::new();
-    for table in lake.list() {
+    for table in lake.list().await? {
         let delta = lake.open(&table).await?;
         let version = delta.version().unwrap_or(0);
         let last_commit = delta

@@ -23,6 +23,7 @@
 //! - [`inspect`]: table list, version history, restore.
 //! - [`query`]: read-only SQL.
 //! - [`sample`]: the seeded MovieLens-shaped data generator.
+//! - [`storage`]: lakes on object storage (S3): access checks, conditional-write check, clear errors.
 //! - [`ml`]: alternating least squares (training, recommendations, evaluation, `strata bench als`).
 //! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations, auth,
 //!   version-keyed cache, metrics, OpenAPI).
@@ -42,5 +43,6 @@ pub mod output;
 pub mod pipeline;
 pub mod query;
 pub mod sample;
+pub mod storage;
 
 pub use error::{Error, Result};

@@ -84,6 +84,12 @@ impl From<Error> for ApiError {
                 format!("table {table} has no version {version}"),
             ),
             Error::Usage(message) => ApiError::bad_request("bad_request", message),
+            // Names the lake URL and what to check, never a secret: safe to show.
+            Error::Storage(message) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                message,
+            ),
             Error::Query(e) => ApiError::from(e),
             Error::DataFusion(e) => ApiError::from(e),
             other => ApiError::internal(crate::error::error_chain(&other)),

@@ -207,6 +207,9 @@ impl Server {
     /// Builds the state and binds `addr` (port 0 picks a free port).
     pub async fn bind(config: Arc<Config>, addr: SocketAddr) -> Result<Server> {
         let state = AppState::try_new(config)?;
+        // The server writes too (POST /v1/runs, rows, the schedule): check the store can commit
+        // safely before accepting requests.
+        state.lake.check_access(true).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
@@ -238,7 +241,7 @@ impl Server {
             info!(cron = %schedule.cron.pattern.to_string(), "scheduler on");
             tokio::spawn(schedule.drive(Arc::clone(&self.state.runner)))
         });
-        info!(addr = %self.local_addr(), lake = %self.state.lake.root().display(), "serving");
+        info!(addr = %self.local_addr(), lake = %self.state.lake.root(), "serving");
         let result = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await

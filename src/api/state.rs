@@ -29,7 +29,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn try_new(config: Arc<Config>) -> Result<Arc<AppState>> {
-        let lake = Arc::new(Lake::try_new(&config.lake_root)?);
+        let lake = Arc::new(Lake::from_config(&config.lake)?);
         let metrics = Arc::new(Metrics::new());
         let verifier = config
             .serve
@@ -38,7 +38,7 @@ impl AppState {
             .map(Verifier::try_new)
             .transpose()?;
         Ok(Arc::new(AppState {
-            runner: Arc::new(Runner::new(Arc::clone(&config))),
+            runner: Arc::new(Runner::new(Arc::clone(&config), Arc::clone(&lake))),
             snapshots: Snapshots::new(Arc::clone(&lake)),
             cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
             indexes: Indexes::default(),

@@ -99,7 +99,10 @@ pub struct Dag {
 
 impl Dag {
     /// Reads the SQL directory and the configured sources and checks the graph.
-    pub fn build(config: &Config, lake: &Lake) -> Result<Dag> {
+    pub async fn build(config: &Config, lake: &Lake) -> Result<Dag> {
+        // Tables a step may read without a producer: those already in the lake.
+        let existing: std::collections::BTreeSet<TableName> =
+            lake.list().await?.into_iter().collect();
         let mut steps = BTreeMap::new();
         let mut problems = Vec::new();
         for source in config.sources.keys() {
@@ -171,7 +174,7 @@ impl Dag {
                     Some(producer) => {
                         step.after.insert(producer.clone());
                     }
-                    None if lake.exists(read) => {}
+                    None if existing.contains(read) => {}
                     None => problems.push(format!(
                         "{}: reads {read}, which no step produces and the lake does not hold",
                         step.origin()

@@ -24,6 +24,7 @@ use crate::config::{SourceConfig, SourceFormat};
 use crate::error::{Error, Result};
 use crate::ingest::{self, DelimitedOptions, Encoding, Format, Reject};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode, quote_literal};
+use crate::pipeline::remote_source;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 
 /// Lineage column: the file a row came from, relative to the raw directory.
@@ -70,11 +71,35 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
         message,
     };
 
-    let raw_dir = ctx.config.ingest.raw_dir.clone();
-    let source_path = source.path.clone();
-    let files = tokio::task::spawn_blocking(move || list_and_checksum(&source_path, &raw_dir))
-        .await
-        .map_err(|e| ingest_error(format!("file scan panicked: {e}")))??;
+    // Downloaded copies of object-store sources live as long as this ingest.
+    let mut scratch = None;
+    let files = if remote_source::is_remote(&source.path) {
+        let options: HashMap<String, String> = ctx
+            .config
+            .lake
+            .storage_options
+            .clone()
+            .into_iter()
+            .collect();
+        let (downloaded, fetched) =
+            remote_source::fetch(&source.path.to_string_lossy(), &options).await?;
+        scratch = Some(downloaded);
+        fetched
+            .into_iter()
+            .map(|object| SourceFile {
+                path: object.local,
+                name: object.url,
+                size: object.size,
+                checksum: object.sha256,
+            })
+            .collect()
+    } else {
+        let raw_dir = ctx.config.ingest.raw_dir.clone();
+        let source_path = source.path.clone();
+        tokio::task::spawn_blocking(move || list_and_checksum(&source_path, &raw_dir))
+            .await
+            .map_err(|e| ingest_error(format!("file scan panicked: {e}")))??
+    };
     if files.is_empty() {
         return Err(ingest_error(format!(
             "{} holds no files to ingest",
@@ -82,7 +107,7 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
         )));
     }
 
-    let refresh_all = ctx.full_refresh || !ctx.lake.exists(table);
+    let refresh_all = ctx.full_refresh || !ctx.lake.exists(table).await?;
     let previous = if refresh_all {
         HashMap::new()
     } else {
@@ -108,12 +133,22 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
     for file in changed {
         let format = format.clone();
         let columns = columns.clone();
+        // Errors name the file as the user knows it (an object's URL, not its scratch copy).
+        let scratch_name = scratch
+            .is_some()
+            .then(|| (file.path.display().to_string(), file.name.clone()));
         let one = tokio::task::spawn_blocking(move || {
             parse_file(file, &format, columns.as_deref(), batch_rows)
         })
         .await
         .map_err(|e| ingest_error(format!("parser panicked: {e}")))?
-        .map_err(|e| ingest_error(e.to_string()))?;
+        .map_err(|e| {
+            let message = e.to_string();
+            ingest_error(match &scratch_name {
+                Some((local, url)) => message.replace(local, url),
+                None => message,
+            })
+        })?;
         parsed.push(one);
     }
 
@@ -444,7 +479,7 @@ fn ingest_log_batch(
 /// The size and checksum each file of the source had when last ingested.
 async fn last_ingested(ctx: &StepContext, source: &str) -> Result<HashMap<String, (u64, String)>> {
     let log = ingested_files_table();
-    if !ctx.lake.exists(&log) {
+    if !ctx.lake.exists(&log).await? {
         return Ok(HashMap::new());
     }
     let session = ctx.lake.session(&ctx.config.session_options())?;

@@ -2,7 +2,7 @@
 //!
 //! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
 //! `sql_step` and `als_step` run one step each, `expectations` checks a result before commit, `commit` writes it,
-//! `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
+//! `remote_source` downloads sources that live on object storage, `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
 //! `lake_lock` keeps it the only run on its lake.
 //!
 //! Invariant: a step commits each table it writes at most once per run, and only after its result passed its expectations;
@@ -14,6 +14,7 @@ pub mod dag;
 pub mod expectations;
 pub mod ingest_step;
 pub mod lake_lock;
+pub mod remote_source;
 pub mod retry;
 pub mod run;
 pub mod run_log;

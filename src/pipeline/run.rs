@@ -105,23 +105,27 @@ pub async fn run(
     options: &RunOptions,
     on_step: impl FnMut(&StepReport),
 ) -> Result<RunSummary> {
+    let lake = Arc::new(Lake::from_config(&config.lake)?);
+    lake.check_access(true).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
-    let lock = LakeLock::acquire(&config.lake_root, &run_id)?;
-    run_locked(config, options, run_id, lock, on_step).await
+    let lock = LakeLock::acquire(&lake, &run_id).await?;
+    let summary = run_locked(config, lake, options, run_id, &lock, on_step).await;
+    lock.release().await;
+    summary
 }
 
 /// [`run`] for a caller that already took the lake's lock for `run_id` (the API answers with the
-/// id, or 409, before the run starts). The lock is released when the run ends.
+/// id, or 409, before the run starts); the caller releases it when this returns.
 pub async fn run_locked(
     config: Arc<Config>,
+    lake: Arc<Lake>,
     options: &RunOptions,
     run_id: String,
-    _lock: LakeLock,
+    _lock: &LakeLock,
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<RunSummary> {
-    let lake = Arc::new(Lake::try_new(&config.lake_root)?);
     generate_sample_if_empty(&config).await?;
-    let dag = Dag::build(&config, &lake)?;
+    let dag = Dag::build(&config, &lake).await?;
     let (selected, selection) = match &options.resume {
         None => (
             dag.select(&options.select, options.downstream)?,
@@ -437,7 +441,9 @@ async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
 /// Writes a generated MovieLens-shaped sample into the raw directory when it holds no files.
 async fn generate_sample_if_empty(config: &Config) -> Result<()> {
     let raw_dir = config.ingest.raw_dir.clone();
-    if !config.sample.generate_if_empty || dir_has_files(&raw_dir) {
+    // A landing area on object storage is the user's own data: never write a sample into it.
+    let remote = crate::pipeline::remote_source::is_remote(&raw_dir);
+    if !config.sample.generate_if_empty || remote || dir_has_files(&raw_dir) {
         return Ok(());
     }
     let spec = config.sample.spec;

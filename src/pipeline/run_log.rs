@@ -147,7 +147,14 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
 /// `system.runs_per_step` (still readable, history intact) so the new one can start.
 async fn set_aside_legacy_runs(lake: &Lake) -> Result<()> {
     let table = runs_table();
-    if !lake.exists(&table) {
+    // Remote lakes are newer than the per-step layout: only local lakes can hold it.
+    let (Some(from), Some(to)) = (
+        lake.local_table_dir(&table),
+        lake.local_table_dir(&TableName::new(Layer::System, "runs_per_step")),
+    ) else {
+        return Ok(());
+    };
+    if !lake.exists(&table).await? {
         return Ok(());
     }
     let delta = lake.open(&table).await?;
@@ -155,8 +162,6 @@ async fn set_aside_legacy_runs(lake: &Lake) -> Result<()> {
     if schema.field_with_name("trigger").is_ok() {
         return Ok(());
     }
-    let legacy = TableName::new(Layer::System, "runs_per_step");
-    let (from, to) = (lake.table_dir(&table), lake.table_dir(&legacy));
     if to.exists() {
         return Err(crate::error::Error::Usage(format!(
             "{} has the old per-step layout and {} already exists: move one of them away",
@@ -228,7 +233,7 @@ pub async fn record_step(
 
 /// Runs newest first, at most `limit`.
 pub async fn list_runs(lake: &Arc<Lake>, limit: usize) -> Result<Vec<Value>> {
-    if !lake.exists(&runs_table()) {
+    if !lake.exists(&runs_table()).await? {
         return Ok(Vec::new());
     }
     query_json(
@@ -243,7 +248,7 @@ pub async fn list_runs(lake: &Arc<Lake>, limit: usize) -> Result<Vec<Value>> {
 
 /// The step attempts of one run, in the order they finished.
 pub async fn run_steps(lake: &Arc<Lake>, run_id: &str) -> Result<Vec<Value>> {
-    if !lake.exists(&step_runs_table()) {
+    if !lake.exists(&step_runs_table()).await? {
         return Ok(Vec::new());
     }
     query_json(
@@ -268,7 +273,7 @@ pub async fn last_run_id(lake: &Arc<Lake>) -> Result<Option<String>> {
 /// Marks every run still `running` as `failed`: called by a run that holds the lake lock, so no
 /// other process can be executing them (their process was killed or crashed).
 pub async fn mark_abandoned(lake: &Arc<Lake>, now: DateTime<Utc>) -> Result<usize> {
-    if !lake.exists(&runs_table()) {
+    if !lake.exists(&runs_table()).await? {
         return Ok(0);
     }
     let rows = query_json(

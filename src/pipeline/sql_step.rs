@@ -46,7 +46,7 @@ pub async fn run(
     }
     let fingerprint = fingerprint(step);
 
-    if !ctx.full_refresh && ctx.lake.exists(table) {
+    if !ctx.full_refresh && ctx.lake.exists(table).await? {
         let current = ctx.lake.open(table).await?;
         if let Some(meta) = commit::last_commit_meta(&current).await {
             let same_sql =
@@ -139,7 +139,8 @@ pub async fn run(
 }
 
 /// A step's result staged as Parquet under `<lake>/_staging/<run>/<table>/` (outside every layer, so
-/// never visible as a table); removed on drop.
+/// never visible as a table), or under the system temp directory for a lake on object storage
+/// (staging is scratch space: it never needs to be shared); removed on drop.
 struct Staging {
     dir: PathBuf,
     /// The directory as a path string ending in `/`, which DataFusion reads and writes as a
@@ -149,11 +150,11 @@ struct Staging {
 
 impl Staging {
     fn create(lake: &crate::catalog::Lake, run_id: &str, table: &TableName) -> Result<Staging> {
-        let dir = lake
-            .root()
-            .join("_staging")
-            .join(run_id)
-            .join(table.to_string());
+        let base = match lake.local_root() {
+            Some(root) => root.to_path_buf(),
+            None => std::env::temp_dir().join("strata"),
+        };
+        let dir = base.join("_staging").join(run_id).join(table.to_string());
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use tracing::{info, warn};
 
+use crate::catalog::Lake;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::lake_lock::LakeLock;
@@ -19,14 +20,16 @@ use crate::pipeline::run::{self, RunOptions};
 #[derive(Debug)]
 pub struct Runner {
     config: Arc<Config>,
+    lake: Arc<Lake>,
     /// The run this process is executing, if any.
     current: Arc<Mutex<Option<String>>>,
 }
 
 impl Runner {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, lake: Arc<Lake>) -> Self {
         Self {
             config,
+            lake,
             current: Arc::new(Mutex::new(None)),
         }
     }
@@ -41,20 +44,22 @@ impl Runner {
 
     /// Takes the lake and starts the run in the background; returns its id. `Error::LakeBusy`
     /// when a run holds the lake.
-    pub fn start(&self, options: RunOptions) -> Result<String> {
+    pub async fn start(&self, options: RunOptions) -> Result<String> {
         let run_id = uuid::Uuid::new_v4().to_string();
-        let lock = LakeLock::acquire(&self.config.lake_root, &run_id)?;
+        let lock = LakeLock::acquire(&self.lake, &run_id).await?;
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(run_id.clone());
-        let (config, current, id) = (
+        let (config, lake, current, id) = (
             Arc::clone(&self.config),
+            Arc::clone(&self.lake),
             Arc::clone(&self.current),
             run_id.clone(),
         );
         tokio::spawn(async move {
-            let outcome = run::run_locked(config, &options, id.clone(), lock, |step| {
+            let outcome = run::run_locked(config, lake, &options, id.clone(), &lock, |step| {
                 info!(run_id = %id, step = %step.table, status = step.status.as_str(), "step finished");
             })
             .await;
+            lock.release().await;
             match outcome {
                 Ok(summary) if summary.failed() == 0 => info!(run_id = %id, "run succeeded"),
                 Ok(summary) => warn!(run_id = %id, failed = summary.failed(), "run failed"),
@@ -90,7 +95,7 @@ impl Schedule {
             let wait = (next - now).to_std().unwrap_or_default();
             info!(next = %next.to_rfc3339(), "next scheduled run");
             tokio::time::sleep(wait).await;
-            match runner.start(self.options.clone()) {
+            match runner.start(self.options.clone()).await {
                 Ok(run_id) => info!(run_id = %run_id, "scheduled run started"),
                 Err(Error::LakeBusy { holder, .. }) => {
                     warn!(holder = %holder, "scheduled run skipped: the lake is busy")

@@ -12,6 +12,15 @@ use strata::config::{Config, Overrides};
 use tokio::sync::oneshot;
 
 use crate::project::Project;
+use crate::s3::Backend;
+
+// Serving works the same from both lakes: local disk and S3 (a real server, see `s3.rs`).
+crate::on_every_lake!(async:
+    every_read_endpoint_answers_over_a_real_socket,
+    new_versions_are_served_with_new_etags_and_old_ones_by_time_travel,
+    runs_are_started_followed_and_one_at_a_time,
+    appended_rows_flow_downstream_into_new_versions,
+);
 
 const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
 
@@ -109,7 +118,12 @@ impl Drop for TestServer {
 /// The MovieLens fixture plus two ratings of user 6 (everybody else rated all four rated movies,
 /// so only user 6 has anything left to recommend), run once through the whole pipeline.
 fn built_project() -> Project {
-    let project = Project::movielens();
+    built_project_on(Backend::Local)
+}
+
+/// [`built_project`] with the lake on `backend`.
+fn built_project_on(backend: Backend) -> Project {
+    let project = Project::movielens_on(backend);
     let mut ratings = crate::project::RATINGS.to_string();
     ratings.push_str("6::1::5::978300760\n6::2::4::978300761\n");
     project.write_raw("ratings.dat", ratings.as_bytes());
@@ -121,9 +135,10 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_read_endpoint_answers_over_a_real_socket() {
-    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+async fn every_read_endpoint_answers_over_a_real_socket(backend: Backend) {
+    let project = tokio::task::spawn_blocking(|| built_project_on(backend))
+        .await
+        .unwrap();
     let server = TestServer::start(&project, "").await;
 
     assert_eq!(server.get_json("/health").await.1["status"], "ok");
@@ -302,9 +317,10 @@ async fn every_read_endpoint_answers_over_a_real_socket() {
     assert!(metrics.contains("strata_cache_misses_total{cache=\"table_page\"}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_versions_are_served_with_new_etags_and_old_ones_by_time_travel() {
-    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+async fn new_versions_are_served_with_new_etags_and_old_ones_by_time_travel(backend: Backend) {
+    let project = tokio::task::spawn_blocking(|| built_project_on(backend))
+        .await
+        .unwrap();
     let server = TestServer::start(&project, "").await;
     let page = "/v1/tables/silver.ratings?limit=1000";
 
@@ -588,9 +604,10 @@ fn unsigned_token(claims: &Value) -> String {
     format!("{header}.{payload}.")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_are_started_followed_and_one_at_a_time() {
-    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+async fn runs_are_started_followed_and_one_at_a_time(backend: Backend) {
+    let project = tokio::task::spawn_blocking(|| built_project_on(backend))
+        .await
+        .unwrap();
     let server = TestServer::start(&project, "").await;
     let start = |body: Value| {
         server
@@ -637,9 +654,10 @@ async fn runs_are_started_followed_and_one_at_a_time() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appended_rows_flow_downstream_into_new_versions() {
-    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+async fn appended_rows_flow_downstream_into_new_versions(backend: Backend) {
+    let project = tokio::task::spawn_blocking(|| built_project_on(backend))
+        .await
+        .unwrap();
     let server = TestServer::start(&project, "").await;
     let append = |path: &str, body: Value| server.client.post(server.url(path)).json(&body).send();
 

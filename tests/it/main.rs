@@ -3,7 +3,10 @@
 mod als;
 mod api;
 mod cli;
+mod deploy;
 mod pipeline;
 mod project;
 mod runs;
+mod s3;
+mod s3_lake;
 mod slt;

@@ -2,10 +2,17 @@
 //! unchanged, rejects, cycles, time travel, restore.
 
 use crate::project::{Project, latin1};
+use crate::s3::Backend;
 
-#[test]
-fn run_builds_every_layer_and_a_rerun_changes_nothing() {
-    let project = Project::movielens();
+// The core promises hold on both lakes: local disk and S3 (a real server, see `s3.rs`).
+crate::on_every_lake!(
+    run_builds_every_layer_and_a_rerun_changes_nothing,
+    broken_sql_fails_the_step_and_leaves_every_version_unchanged,
+    time_travel_functions_and_restore_return_old_rows,
+);
+
+fn run_builds_every_layer_and_a_rerun_changes_nothing(backend: Backend) {
+    let project = Project::movielens_on(backend);
     let out = project.ok(&["run"]);
     for table in [
         "bronze.ratings",
@@ -144,9 +151,8 @@ fn a_changed_file_replaces_only_its_own_rows() {
     assert_eq!(log.len(), 3, "{log:?}");
 }
 
-#[test]
-fn broken_sql_fails_the_step_and_leaves_every_version_unchanged() {
-    let project = Project::movielens();
+fn broken_sql_fails_the_step_and_leaves_every_version_unchanged(backend: Backend) {
+    let project = Project::movielens_on(backend);
     project.ok(&["run"]);
     let before = project.versions();
     // A real change upstream, so the steps would otherwise commit.
@@ -231,9 +237,8 @@ fn cycles_and_unknown_tables_are_reported_with_file_names() {
     );
 }
 
-#[test]
-fn time_travel_functions_and_restore_return_old_rows() {
-    let project = Project::movielens();
+fn time_travel_functions_and_restore_return_old_rows(backend: Backend) {
+    let project = Project::movielens_on(backend);
     project.ok(&["run"]);
     let history: serde_json::Value =
         serde_json::from_str(&project.ok(&["history", "silver.ratings", "--format", "json"]))

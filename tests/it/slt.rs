@@ -53,7 +53,7 @@ impl LakeDb {
             Config::load(Some(&config_file), &[], &Overrides::default(), dir.path()).unwrap();
         // Bronze tables come from CREATE TABLE statements, not from files.
         config.sources.clear();
-        let lake = Arc::new(Lake::try_new(&config.lake_root).unwrap());
+        let lake = Arc::new(Lake::from_config(&config.lake).unwrap());
         LakeDb {
             lake,
             config: Arc::new(config),

@@ -29,22 +29,31 @@ pub async fn health_get() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the lake directory can be listed.
+/// Readiness: the lake can be listed (its directory, or its bucket and prefix).
 #[utoipa::path(get, path = "/ready", tag = "health", responses(
     (status = 200, body = Ready),
     (status = 503, body = crate::api::error::ErrorBody)
 ))]
 pub async fn ready_get(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ready>> {
-    let root = state.lake.root();
-    if std::fs::read_dir(root).is_err() {
-        return Err(ApiError::new(
+    let unavailable = |detail: String| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "lake_unavailable",
-            format!("the lake at {} cannot be read", root.display()),
-        ));
+            format!("the lake at {} cannot be read: {detail}", state.lake.root()),
+        )
+    };
+    if let Some(root) = state.lake.local_root()
+        && let Err(e) = std::fs::read_dir(root)
+    {
+        return Err(unavailable(e.to_string()));
     }
+    let tables = state
+        .lake
+        .list()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     Ok(Json(Ready {
         status: "ready",
-        tables: state.lake.list().len(),
+        tables: tables.len(),
     }))
 }

@@ -63,7 +63,7 @@ pub async fn rows_post(
     Query(params): Query<AppendParams>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let table = table_name(&state, &table)?;
+    let table = table_name(&state, &table).await?;
     if table.layer != Layer::Bronze || table.name.ends_with("__rejects") {
         return Err(ApiError::bad_request(
             "not_bronze",
@@ -135,7 +135,7 @@ pub async fn rows_post(
             full_refresh: false,
             resume: None,
         };
-        match state.runner.start(options) {
+        match state.runner.start(options).await {
             Ok(id) => Some(id),
             Err(Error::LakeBusy { holder, .. }) => {
                 return Err(ApiError::new(

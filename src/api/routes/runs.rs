@@ -66,7 +66,7 @@ pub async fn runs_post(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
         full_refresh: request.full_refresh,
         resume: None,
     };
-    match state.runner.start(options) {
+    match state.runner.start(options).await {
         Ok(run_id) => Ok((
             StatusCode::ACCEPTED,
             Json(RunStarted {

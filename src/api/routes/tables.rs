@@ -22,14 +22,14 @@ use crate::inspect::{HistoryEntry, TableInfo};
 
 /// Parses and validates a table name from a path: `layer.name` of an existing table. Anything
 /// else (`../x`, `gold/x`, unknown layer) is rejected before the lake is touched.
-pub fn table_name(state: &AppState, text: &str) -> ApiResult<TableName> {
+pub async fn table_name(state: &AppState, text: &str) -> ApiResult<TableName> {
     let table: TableName = text.parse().map_err(|e| {
         ApiError::not_found(
             "table_not_found",
             format!("{text:?} is not a table name: {e}"),
         )
     })?;
-    if !state.lake.exists(&table) {
+    if !state.lake.exists(&table).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(
             "table_not_found",
             format!("table {table} does not exist (GET /v1/tables lists them)"),
@@ -69,7 +69,7 @@ pub async fn table_read(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let table = table_name(&state, &table)?;
+    let table = table_name(&state, &table).await?;
     let serve = &state.config.serve;
     let page = PageRequest::parse(
         query.as_deref(),
@@ -134,7 +134,7 @@ pub async fn table_history(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {
-    let table = table_name(&state, &table)?;
+    let table = table_name(&state, &table).await?;
     Ok(Json(crate::inspect::history(&state.lake, &table).await?))
 }
 
@@ -162,7 +162,7 @@ pub async fn table_schema(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
 ) -> ApiResult<Response> {
-    let table = table_name(&state, &table)?;
+    let table = table_name(&state, &table).await?;
     let snapshot = state.snapshots.latest(&table).await?;
     let schema = snapshot.provider.schema();
     let body = Schema {

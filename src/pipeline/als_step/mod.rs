@@ -125,7 +125,7 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
     let fingerprint = fingerprint(spec);
     let primary = TableName::new(Layer::Gold, spec::USER_RECOMMENDATIONS);
 
-    if !ctx.full_refresh && spec::gold_outputs().iter().all(|t| ctx.lake.exists(t)) {
+    if !ctx.full_refresh && all_exist(ctx, &spec::gold_outputs()).await? {
         let current = ctx.lake.open(&primary).await?;
         if let Some(meta) = commit::last_commit_meta(&current).await {
             let same_spec = meta.get(commit::META_FINGERPRINT) == Some(&Value::from(&*fingerprint));
@@ -148,7 +148,7 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
         .into_iter()
         .chain([spec::model_runs_table()])
     {
-        let version = if ctx.lake.exists(&table) {
+        let version = if ctx.lake.exists(&table).await? {
             ctx.lake.open(&table).await?.version()
         } else {
             None
@@ -472,6 +472,15 @@ async fn record_model_run(ctx: &StepContext, step: &TableName, run: &ModelRun) -
     commit::commit(&ctx.lake, &table, batch.schema(), vec![batch], mode, &meta).await
 }
 
+async fn all_exist(ctx: &StepContext, tables: &[TableName]) -> Result<bool> {
+    for table in tables {
+        if !ctx.lake.exists(table).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Puts every table this step committed back to its version before the step; a table the step
 /// created is removed. Failures are logged: the step's own error is what the user needs to see.
 async fn roll_back(
@@ -484,8 +493,7 @@ async fn roll_back(
             Some(version) => crate::inspect::restore(&ctx.lake, table, version)
                 .await
                 .map(|_| ()),
-            None => std::fs::remove_dir_all(ctx.lake.table_dir(table))
-                .map_err(|e| Error::io(ctx.lake.table_dir(table), e)),
+            None => ctx.lake.delete_table(table).await,
         };
         match outcome {
             Ok(()) => info!(table = %table, "rolled back after a failed ALS step"),

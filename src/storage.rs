@@ -1,0 +1,295 @@
+//! Reaching a lake that lives on object storage (`s3://bucket/prefix/`).
+//!
+//! `deltalake` and `object_store` do the work; this module adds what a user needs around them:
+//! - one object store rooted at the lake, built from the same storage options as every table, for
+//!   Strata's own objects (the run lock, probes) and for listing tables;
+//! - a preflight that turns the first failure a user meets (bucket missing, wrong credentials,
+//!   endpoint unreachable) into one line naming the URL and what to check;
+//! - the conditional-write check: Delta commits on S3 are safe between concurrent writers only
+//!   when the store honours `If-None-Match: *`, so a store that silently ignores it is refused
+//!   unless the user opts in.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// An object store rooted at the lake's URL.
+#[derive(Clone)]
+pub struct RemoteLake {
+    pub url: Url,
+    pub store: Arc<dyn ObjectStore>,
+    options: HashMap<String, String>,
+}
+
+impl fmt::Debug for RemoteLake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Storage options may hold secrets: never print them.
+        f.debug_struct("RemoteLake")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// How the preflight store retries: a user waiting on a wrong endpoint should hear about it in
+/// seconds, not after object_store's default three minutes of backoff.
+const PREFLIGHT_OPTIONS: [(&str, &str); 4] = [
+    ("max_retries", "1"),
+    ("retry_timeout", "10s"),
+    ("connect_timeout", "5s"),
+    ("timeout", "30s"),
+];
+
+impl RemoteLake {
+    pub fn new(url: &Url, options: &HashMap<String, String>) -> Result<RemoteLake> {
+        let store = deltalake::logstore::store_for(url, options.clone())
+            .map_err(|e| Error::Storage(format!("{url}: {e}")))?;
+        Ok(RemoteLake {
+            url: url.clone(),
+            store,
+            options: options.clone(),
+        })
+    }
+
+    /// The storage options every table of the lake is opened with.
+    pub fn options(&self) -> &HashMap<String, String> {
+        &self.options
+    }
+
+    /// Lists the lake root once, with short retries. Call before anything else so that a wrong
+    /// bucket, key or endpoint is one clear line instead of a stack of SDK errors mid-run.
+    pub async fn check_reachable(&self) -> Result<()> {
+        let mut options = self.options.clone();
+        for (key, value) in PREFLIGHT_OPTIONS {
+            options.entry(key.to_string()).or_insert(value.to_string());
+        }
+        let probe = deltalake::logstore::store_for(&self.url, options)
+            .map_err(|e| Error::Storage(format!("{}: {e}", self.url)))?;
+        match probe.list_with_delimiter(None).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.explain(&e)),
+        }
+    }
+
+    /// Checks that the store refuses a second `If-None-Match: *` write of one object, which is
+    /// what makes Delta commits (and the run lock) safe between concurrent writers.
+    pub async fn check_conditional_writes(&self, allow_unsafe: bool) -> Result<()> {
+        let path = ObjectPath::from(format!(
+            "_strata/probes/conditional-put-{}",
+            uuid::Uuid::new_v4()
+        ));
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let first = self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"1"), create.clone())
+            .await;
+        if let Err(e) = first {
+            return Err(match e {
+                object_store::Error::NotImplemented { .. } => Error::Storage(format!(
+                    "{}: conditional writes are disabled in the storage options \
+                     (aws_conditional_put); Delta commits need them: remove that option",
+                    self.url
+                )),
+                e => self.explain(&e),
+            });
+        }
+        let second = self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"2"), create)
+            .await;
+        let _ = self.store.delete(&path).await;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(self.explain(&e)),
+            Ok(_) if allow_unsafe => {
+                tracing::warn!(
+                    lake = %self.url,
+                    "the object store ignores conditional writes; going on because \
+                     lake.allow_unsafe_concurrent_writes = true (one writer at a time only)"
+                );
+                Ok(())
+            }
+            Ok(_) => Err(Error::Storage(format!(
+                "{}: the object store ignores conditional writes (a second PUT with \
+                 If-None-Match: * succeeded), so two concurrent writers could overwrite each \
+                 other's Delta commits. Use a store that supports them (AWS S3, MinIO, \
+                 Cloudflare R2), or set lake.allow_unsafe_concurrent_writes = true if only one \
+                 writer ever runs",
+                self.url
+            ))),
+        }
+    }
+
+    /// Whether any object exists under `prefix` (relative to the lake root).
+    pub async fn has_objects(&self, prefix: &str) -> Result<bool> {
+        let prefix = ObjectPath::from(prefix);
+        match self.store.list(Some(&prefix)).next().await {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(self.explain(&e)),
+        }
+    }
+
+    /// The "directories" directly under `prefix`.
+    pub async fn child_names(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = ObjectPath::from(prefix);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| self.explain(&e))?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Deletes every object under `prefix` (a table the failed step had created).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        let prefix = ObjectPath::from(prefix);
+        let locations = self
+            .store
+            .list(Some(&prefix))
+            .map(|m| m.map(|m| m.location));
+        let mut deleted = self.store.delete_stream(locations.boxed());
+        while let Some(result) = deleted.next().await {
+            result.map_err(|e| self.explain(&e))?;
+        }
+        Ok(())
+    }
+
+    /// One line naming the lake URL, what went wrong and what to check.
+    pub fn explain(&self, error: &object_store::Error) -> Error {
+        Error::Storage(explain(&self.url, &self.options, error))
+    }
+}
+
+/// Classifies an object-store error by the S3 error code or transport failure in its chain.
+pub fn explain(
+    url: &Url,
+    options: &HashMap<String, String>,
+    error: &object_store::Error,
+) -> String {
+    let chain = crate::error::error_chain(error);
+    let bucket = url.host_str().unwrap_or("");
+    let endpoint = options
+        .iter()
+        .find(|(k, _)| {
+            matches!(
+                k.to_ascii_lowercase().as_str(),
+                "aws_endpoint" | "aws_endpoint_url" | "endpoint" | "endpoint_url"
+            )
+        })
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .unwrap_or_else(|| "the AWS default endpoint".to_string());
+    let has = |needle: &str| chain.contains(needle);
+    if has("NoSuchBucket") {
+        format!(
+            "{url}: bucket {bucket:?} does not exist at {endpoint}: create it, or check lake.root"
+        )
+    } else if has("InvalidAccessKeyId")
+        || has("SignatureDoesNotMatch")
+        || has("AccessDenied")
+        || has("403 Forbidden")
+        || has("InvalidToken")
+        || has("ExpiredToken")
+    {
+        format!(
+            "{url}: access denied by {endpoint}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY \
+             (or aws_access_key_id / aws_secret_access_key in lake.storage_options) and the \
+             bucket's permissions"
+        )
+    } else if has("error sending request")
+        || has("Connection refused")
+        || has("dns error")
+        || has("tcp connect")
+        || has("timed out")
+        || has("connection closed")
+    {
+        format!(
+            "{url}: cannot reach {endpoint}: check AWS_ENDPOINT_URL (or aws_endpoint in \
+             lake.storage_options), that the server is running, and AWS_ALLOW_HTTP=true for an \
+             http:// endpoint"
+        )
+    } else if has("credential") || has("token request") {
+        format!(
+            "{url}: no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (or the lake.storage_options keys)"
+        )
+    } else if has("HTTP not allowed") || has("builder error") {
+        format!(
+            "{url}: {endpoint} is plain http: set AWS_ALLOW_HTTP=true (or aws_allow_http = \"true\" \
+             in lake.storage_options)"
+        )
+    } else {
+        format!("{url}: object store error: {}", first_line(&chain))
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// Finds an object-store error anywhere in a Delta error's source chain.
+pub fn find_object_store_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a object_store::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<object_store::Error>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: message.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn common_failures_become_one_line_naming_url_and_remedy() {
+        let url = Url::parse("s3://lake-bucket/prod/").unwrap();
+        let options =
+            HashMap::from([("aws_endpoint".to_string(), "http://minio:9000".to_string())]);
+        let cases = [
+            (
+                "Error performing list request: Received redirect... NoSuchBucket",
+                "bucket \"lake-bucket\" does not exist at http://minio:9000",
+            ),
+            (
+                "Client error with status 403 Forbidden: InvalidAccessKeyId",
+                "access denied by http://minio:9000",
+            ),
+            (
+                "error sending request for url (http://minio:9000/): tcp connect error: Connection refused",
+                "cannot reach http://minio:9000",
+            ),
+        ];
+        for (message, expected) in cases {
+            let text = explain(&url, &options, &generic(message));
+            assert!(text.starts_with("s3://lake-bucket/prod/: "), "{text}");
+            assert!(text.contains(expected), "{message} -> {text}");
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
+    }
+}
