@@ -5,6 +5,8 @@
 #
 # Usage:  STRATA=path/to/strata LAKE=path/to/lake bench/api/run.sh
 #   LAKE must be a lake where `strata run` (with the ALS step) has already been done.
+#   SERVE_LAKE (default LAKE) is the lake strata serves: an s3:// URL measures the S3 lake (AWS_*
+#   variables in the environment); the peer always reads LAKE.
 # Optional: DURATION (default 20s), CONNECTIONS (64), WARMUP (2s, 0 = none),
 #   SERVERS ("strata fastapi"; e.g. SERVERS=fastapi runs only the peer), OHA (oha binary),
 #   VENV ($HOME/.cache/strata-bench-venv), OUT (bench/api/results-<date>.json).
@@ -114,7 +116,7 @@ for server in $SERVERS; do
       if curl -s -o /dev/null "http://127.0.0.1:$strata_port/health"; then
         echo "port $strata_port is already in use" >&2; exit 1
       fi
-      "$STRATA" serve --lake "$LAKE" --bind "127.0.0.1:$strata_port" > "$work/strata.log" 2>&1 &
+      "$STRATA" serve --lake "${SERVE_LAKE:-$LAKE}" --bind "127.0.0.1:$strata_port" > "$work/strata.log" 2>&1 &
       server_pid=$!
       wait_up strata "$strata_port" "$work/strata.log"
       load strata "$strata_port"

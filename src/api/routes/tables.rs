@@ -29,7 +29,9 @@ pub async fn table_name(state: &AppState, text: &str) -> ApiResult<TableName> {
             format!("{text:?} is not a table name: {e}"),
         )
     })?;
-    if !state.lake.exists(&table).await.map_err(ApiError::from)? {
+    // A table already served is known to exist without asking storage: on an object store that
+    // question is a LIST request, too slow for every call.
+    if state.snapshots.latest_if_exists(&table).await?.is_none() {
         return Err(ApiError::not_found(
             "table_not_found",
             format!("table {table} does not exist (GET /v1/tables lists them)"),
