@@ -124,6 +124,9 @@ pub enum Command {
     /// Measure components against their peers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Local stand-ins for external systems, to try the examples offline.
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
     /// Write seeded MovieLens-1M-format sample data (ratings.dat, movies.dat, users.dat).
     Sample {
         /// Users (default 6,040, or scaled with --ratings).
@@ -155,6 +158,23 @@ pub enum RunsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum FixturesCommand {
+    /// Serve recorded JSON fixtures like the SpaceX v4 API: GET /v4/<name> (everything) and
+    /// POST /v4/<name>/query (paginated), from DIR/<name>.json.
+    Serve {
+        /// Directory of <resource>.json files (a JSON array each).
+        #[arg(long, default_value = "examples/launches/fixtures")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        bind: std::net::SocketAddr,
+        /// Answer the first requests with these statuses (repeatable, e.g. --fail 429 --fail 500),
+        /// to watch a client retry.
+        #[arg(long)]
+        fail: Vec<u16>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Train ALS on a TAB-separated `user item rating` train file, evaluate on a test file and print
     /// one JSON object (rmse, precision/recall/ndcg/map@10, most-popular baseline, timings).
@@ -167,6 +187,15 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
     // Benchmarks read only their own files: no lake, no config needed.
     if let Command::Bench(bench) = cli.command {
         return run_bench(bench).await;
+    }
+    if let Command::Fixtures(FixturesCommand::Serve { dir, bind, fail }) = cli.command {
+        let (bound, serving) = crate::fixtures::bind(&dir, bind, fail).await?;
+        eprintln!(
+            "serving {} on http://{bound} (GET /v4/<name>, POST /v4/<name>/query)",
+            dir.display()
+        );
+        serving.await;
+        return Ok(());
     }
     let config = load_config(&cli, env, &cwd)?;
     match cli.command {
@@ -298,7 +327,9 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             emit!("{}", rendered.trim_end());
             Ok(())
         }
-        Command::Bench(_) => unreachable!("handled before loading the config"),
+        Command::Bench(_) | Command::Fixtures(_) => {
+            unreachable!("handled before loading the config")
+        }
         Command::Sample {
             users,
             items,

@@ -218,7 +218,7 @@ pub struct SampleConfig {
     pub spec: SampleSpec,
 }
 
-/// Raw file formats Strata ingests.
+/// Raw source formats Strata ingests: files, or an HTTP JSON API (`http`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
@@ -227,6 +227,7 @@ pub enum SourceFormat {
     Json,
     Ndjson,
     Parquet,
+    Http,
 }
 
 /// A declared raw source, ingested into `bronze.<name>`.
@@ -242,6 +243,10 @@ pub struct SourceConfig {
     pub quote: Option<u8>,
     pub null_value: Option<String>,
     pub latin1: bool,
+    /// `format = "http"`: how to fetch the records.
+    pub http: Option<crate::ingest::http::HttpSpec>,
+    /// Rows are upserted on this column (`id` for http sources) instead of replaced per file.
+    pub merge_key: Option<String>,
 }
 
 /// Values given on the command line, the highest-precedence layer.
@@ -361,6 +366,19 @@ struct RawSource {
     quote: Option<String>,
     null_value: Option<String>,
     encoding: Option<String>,
+    merge_key: Option<String>,
+    // `format = "http"` only (see `ingest::http`).
+    url: Option<String>,
+    method: Option<String>,
+    headers: BTreeMap<String, String>,
+    query: BTreeMap<String, Value>,
+    body: Option<Value>,
+    records_path: Option<String>,
+    pagination: Option<crate::ingest::http::RawPagination>,
+    retries: Option<u32>,
+    retry_backoff: Option<String>,
+    timeout: Option<String>,
+    max_pages: Option<u64>,
 }
 
 /// One layer of configuration: where it came from, the directory its relative paths are relative to,
@@ -873,11 +891,63 @@ fn validate_source(
     let format = raw.format.unwrap_or_else(|| {
         errors.push((
             "format",
-            "missing (one of csv, movielens, json, ndjson, parquet)".to_string(),
+            "missing (one of csv, movielens, json, ndjson, parquet, http)".to_string(),
         ));
         SourceFormat::Csv
     });
+    let raw_http = crate::ingest::http::RawHttp {
+        url: raw.url,
+        method: raw.method,
+        headers: raw.headers,
+        query: raw.query,
+        body: raw.body,
+        records_path: raw.records_path,
+        pagination: raw.pagination,
+        retries: raw.retries,
+        retry_backoff: raw.retry_backoff,
+        timeout: raw.timeout,
+        max_pages: raw.max_pages,
+    };
+    let http = if format == SourceFormat::Http {
+        if raw.path.is_some() {
+            errors.push(("path", "http sources take url, not path".into()));
+        }
+        match raw_http.validate() {
+            Ok(spec) => Some(spec),
+            Err(problems) => {
+                errors.extend(problems);
+                None
+            }
+        }
+    } else {
+        if raw_http.any_given() {
+            errors.push((
+                "url",
+                "url, method, headers, query, body, records_path, pagination, retries, \
+                 retry_backoff, timeout and max_pages only apply to format = \"http\""
+                    .into(),
+            ));
+        }
+        None
+    };
+    let merge_key = match (raw.merge_key, format) {
+        (Some(key), _) if key.is_empty() => {
+            errors.push(("merge_key", "must not be empty".into()));
+            None
+        }
+        (Some(key), SourceFormat::Http) => Some(key),
+        (Some(_), _) => {
+            errors.push((
+                "merge_key",
+                "only applies to format = \"http\" (for now)".into(),
+            ));
+            None
+        }
+        (None, SourceFormat::Http) => Some("id".to_string()),
+        (None, _) => None,
+    };
     let path = match raw.path {
+        None if format == SourceFormat::Http => PathBuf::new(),
         Some(p) => {
             let p = PathBuf::from(p);
             // Absolute paths and object-store URLs (`s3://bucket/key`) stay as written.
@@ -966,6 +1036,8 @@ fn validate_source(
             quote,
             null_value: raw.null_value,
             latin1,
+            http,
+            merge_key,
         })
     } else {
         Err(errors)

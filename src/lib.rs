@@ -22,6 +22,7 @@
 //!   commits, and the run scheduler.
 //! - [`inspect`]: table list, version history, restore.
 //! - [`query`]: read-only SQL.
+//! - [`fixtures`]: `strata fixtures serve`, recorded JSON APIs served locally for offline examples.
 //! - [`sample`]: the seeded MovieLens-shaped data generator.
 //! - [`storage`]: lakes on object storage (S3): access checks, conditional-write check, clear errors.
 //! - [`ml`]: alternating least squares (training, recommendations, evaluation, `strata bench als`).
@@ -36,6 +37,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fixtures;
 pub mod ingest;
 pub mod inspect;
 pub mod ml;

@@ -16,6 +16,7 @@
 //! `batch_rows` rejects have piled up, so a file of garbage still yields, possibly empty, batches).
 
 mod delimited;
+pub mod http;
 mod json;
 mod parquet;
 mod schema;

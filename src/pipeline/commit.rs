@@ -64,8 +64,12 @@ pub enum WriteMode {
     Append { partition_by: Vec<String> },
     /// Replace exactly the rows matching a SQL predicate; every new row must match it too.
     ReplaceWhere { predicate: String },
-    /// Upsert on key columns.
-    Merge { keys: Vec<String> },
+    /// Upsert on key columns; `evolve_schema` adds columns the new rows bring (API sources grow
+    /// fields over time), else they are an error.
+    Merge {
+        keys: Vec<String>,
+        evolve_schema: bool,
+    },
 }
 
 /// Writes `batches` to `table` in one commit and returns the new version.
@@ -117,11 +121,15 @@ pub async fn commit_frame(
     let delta = lake.open_for_write(table).await?;
     let exists = delta.version().is_some();
     let properties = meta.properties();
-    if let WriteMode::Merge { keys } = &mode
+    if let WriteMode::Merge {
+        keys,
+        evolve_schema,
+    } = &mode
         && exists
     {
         let builder = merge_builder(delta, frame, &target, keys, properties)
-            .map_err(|e| Error::delta(table, e))?;
+            .map_err(|e| Error::delta(table, e))?
+            .with_merge_schema(*evolve_schema);
         let (merged, _metrics) = builder.await.map_err(|e| Error::delta(table, e))?;
         return Ok(merged.version().unwrap_or(0));
     }

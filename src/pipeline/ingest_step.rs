@@ -66,6 +66,10 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
             table: table.clone(),
             message: format!("no source {source_name} in the configuration"),
         })?;
+    if let Some(spec) = &source.http {
+        let key = source.merge_key.as_deref().unwrap_or("id");
+        return crate::pipeline::http_step::run(ctx, table, spec, key).await;
+    }
     let ingest_error = |message: String| Error::Ingest {
         table: table.clone(),
         message,
@@ -289,6 +293,7 @@ fn reader_format(source: &SourceConfig) -> Format {
         SourceFormat::Json => Format::Json,
         SourceFormat::Ndjson => Format::NdJson,
         SourceFormat::Parquet => Format::Parquet,
+        SourceFormat::Http => unreachable!("http sources are fetched, not read from files"),
     }
 }
 
@@ -393,6 +398,24 @@ fn add_lineage(
 }
 
 fn rejects_batch(parsed: &[ParsedFile], at: DateTime<Utc>) -> Result<RecordBatch> {
+    let rejects = parsed.iter().flat_map(|p| {
+        p.rejects.iter().map(move |r| {
+            (
+                p.file.name.as_str(),
+                r.line as i64,
+                r.raw.as_str(),
+                r.reason.as_str(),
+            )
+        })
+    });
+    reject_rows(rejects, at)
+}
+
+/// The rejects table's rows: (source, line or record number, raw text, reason), stamped `at`.
+pub(crate) fn reject_rows<'a>(
+    rows: impl Iterator<Item = (&'a str, i64, &'a str, &'a str)>,
+    at: DateTime<Utc>,
+) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new(SOURCE_FILE, DataType::Utf8, false),
         Field::new("line", DataType::Int64, false),
@@ -400,26 +423,15 @@ fn rejects_batch(parsed: &[ParsedFile], at: DateTime<Utc>) -> Result<RecordBatch
         Field::new("reason", DataType::Utf8, false),
         Field::new(INGESTED_AT, timestamp_type(), false),
     ]));
-    let rejects: Vec<(&str, &Reject)> = parsed
-        .iter()
-        .flat_map(|p| p.rejects.iter().map(move |r| (p.file.name.as_str(), r)))
-        .collect();
-    let n = rejects.len();
+    let rows: Vec<_> = rows.collect();
+    let n = rows.len();
     Ok(RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|(f, _)| *f),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                rejects.iter().map(|(_, r)| r.line as i64),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|(_, r)| r.raw.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|(_, r)| r.reason.as_str()),
-            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
             Arc::new(
                 TimestampMicrosecondArray::from(vec![at.timestamp_micros(); n])
                     .with_timezone("UTC"),

@@ -12,6 +12,7 @@ pub mod als_step;
 pub mod commit;
 pub mod dag;
 pub mod expectations;
+pub mod http_step;
 pub mod ingest_step;
 pub mod lake_lock;
 pub mod remote_source;

@@ -130,6 +130,7 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
     };
     let mode = WriteMode::Merge {
         keys: vec!["run_id".into()],
+        evolve_schema: false,
     };
     commit::commit(
         lake,

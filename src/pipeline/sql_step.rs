@@ -109,6 +109,7 @@ pub async fn run(
         },
         Materialization::Merge => WriteMode::Merge {
             keys: settings.unique_key.clone(),
+            evolve_schema: false,
         },
     };
     let meta = CommitMeta {

@@ -4,6 +4,7 @@ mod als;
 mod api;
 mod cli;
 mod deploy;
+mod launches;
 mod pipeline;
 mod project;
 mod runs;
