@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
 
-use crate::project::repo_dir;
+use crate::project::{copy_dir, repo_dir};
 use crate::s3::{self, Backend};
 
 fn compose() -> Value {
@@ -240,19 +240,6 @@ fn strata_in_image(app_dir: &Path, env: &BTreeMap<String, String>, args: &[&str]
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env);
     command
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::project::repo_dir;
+use crate::project::{copy_dir, repo_dir};
 
 /// Serves `dir` on 127.0.0.1:0 from a background thread; returns the base URL. The server lives
 /// as long as the test process.
@@ -23,21 +23,6 @@ fn fixture_server(dir: &Path, failures: Vec<u16>) -> String {
         });
     });
     format!("http://{}", rx.recv().unwrap())
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            if path.file_name().unwrap() != "lake" {
-                copy_dir(&path, &target);
-            }
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 struct Example {

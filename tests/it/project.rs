@@ -176,6 +176,22 @@ impl Project {
     }
 }
 
+/// Copies a directory tree, leaving out any `lake/` directory (a copied example starts empty).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            if path.file_name().unwrap() != "lake" {
+                copy_dir(&path, &target);
+            }
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 /// Encodes text as latin-1 (every char must be <= U+00FF), like MovieLens `.dat` files.
 pub fn latin1(text: &str) -> Vec<u8> {
     text.chars()
