@@ -145,6 +145,8 @@ pub struct Lake {
     /// opened with.
     remote: Option<RemoteLake>,
     allow_unsafe_concurrent_writes: bool,
+    /// Set once the store passed the conditional-write check: the probe runs once per process.
+    writes_checked: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Lake {
@@ -155,6 +157,7 @@ impl Lake {
             root: LakeRoot::Local(root),
             remote: None,
             allow_unsafe_concurrent_writes: false,
+            writes_checked: Default::default(),
         })
     }
 
@@ -172,6 +175,7 @@ impl Lake {
                     root: config.root.clone(),
                     remote: Some(RemoteLake::new(url, &options)?),
                     allow_unsafe_concurrent_writes: config.allow_unsafe_concurrent_writes,
+                    writes_checked: Default::default(),
                 })
             }
         }
@@ -203,11 +207,24 @@ impl Lake {
         };
         remote.check_reachable().await?;
         if for_writing {
-            remote
-                .check_conditional_writes(self.allow_unsafe_concurrent_writes)
-                .await?;
+            self.check_writable().await?;
         }
         Ok(())
+    }
+
+    /// Before the first write of this process to a remote lake: the store must honour
+    /// conditional writes (see [`RemoteLake::check_conditional_writes`]). Checked once; a server
+    /// that only reads (read-only credentials) never needs it.
+    pub async fn check_writable(&self) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        self.writes_checked
+            .get_or_try_init(|| {
+                remote.check_conditional_writes(self.allow_unsafe_concurrent_writes)
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The table's directory, for local lakes only.

@@ -207,9 +207,11 @@ impl Server {
     /// Builds the state and binds `addr` (port 0 picks a free port).
     pub async fn bind(config: Arc<Config>, addr: SocketAddr) -> Result<Server> {
         let state = AppState::try_new(config)?;
-        // The server writes too (POST /v1/runs, rows, the schedule): check the store can commit
-        // safely before accepting requests.
-        state.lake.check_access(true).await?;
+        // A scheduled server writes by itself: check the store can commit safely before accepting
+        // requests. Otherwise the check waits for the first write (POST /v1/runs, rows), so a
+        // server with read-only credentials still serves.
+        let writes_on_its_own = state.config.schedule.is_some();
+        state.lake.check_access(writes_on_its_own).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;

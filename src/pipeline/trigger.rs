@@ -46,6 +46,7 @@ impl Runner {
     /// when a run holds the lake.
     pub async fn start(&self, options: RunOptions) -> Result<String> {
         let run_id = uuid::Uuid::new_v4().to_string();
+        self.lake.check_writable().await?;
         let lock = LakeLock::acquire(&self.lake, &run_id).await?;
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(run_id.clone());
         let (config, lake, current, id) = (

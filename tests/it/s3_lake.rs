@@ -250,3 +250,72 @@ fn raw_sources_may_live_on_s3_and_keep_their_url_as_lineage() {
     let out = project.ok(&["run", "--select", "bronze.ratings"]);
     assert!(out.contains("unchanged"), "{out}");
 }
+
+#[test]
+fn serve_reads_from_a_store_without_conditional_writes_but_refuses_to_write_to_it() {
+    let Some(backend) = Backend::s3() else {
+        return;
+    };
+    let Backend::S3 { endpoint, bucket } = backend.clone() else {
+        unreachable!()
+    };
+    // Build the lake through the real server first, then serve it through the unsafe proxy.
+    let project = Project::movielens_on(backend);
+    project.ok(&["run", "--select", "bronze.users"]);
+    let unsafe_endpoint = s3::ignoring_conditional_writes(&endpoint);
+    let project = project_at(&unsafe_endpoint, &format!("s3://{bucket}/lake"), "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(project.root())
+        .args(["serve", "--bind", &bind])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{bind}");
+    let outcome = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let users = loop {
+            if let Ok(response) = client
+                .get(format!("{base}/v1/tables/bronze.users"))
+                .send()
+                .await
+            {
+                break response;
+            }
+            assert!(std::time::Instant::now() < deadline, "serve never answered");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let run = client.post(format!("{base}/v1/runs")).send().await.unwrap();
+        let status = run.status();
+        let body: serde_json::Value = run.json().await.unwrap();
+        (users.status(), status, body)
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (users, run_status, body) = outcome;
+    assert_eq!(
+        users,
+        reqwest::StatusCode::OK,
+        "reads need no conditional writes"
+    );
+    assert_eq!(
+        run_status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "{body}"
+    );
+    assert_eq!(body["error"]["code"], "storage_unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ignores conditional writes"),
+        "{body}"
+    );
+}

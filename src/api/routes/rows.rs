@@ -116,6 +116,7 @@ pub async fn rows_post(
     let mode = WriteMode::Append {
         partition_by: Vec::new(),
     };
+    state.lake.check_writable().await?;
     let version = commit::commit(
         &state.lake,
         &table,
