@@ -1,4 +1,5 @@
-//! Machine learning on lake tables. Today: alternating least squares (`als`), the recommender the
-//! gold layer's recommendation tables will be trained with.
+//! Machine learning on lake tables: alternating least squares (`als`), the recommender behind the
+//! gold recommendation tables, and random-forest classification (`forest`).
 
 pub mod als;
+pub mod forest;

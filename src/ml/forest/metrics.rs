@@ -1,0 +1,115 @@
+//! How good a classifier is on held-out rows: accuracy, per-class precision and recall, and the
+//! confusion matrix, and the seeded split that holds the rows out.
+
+use serde::Serialize;
+
+use crate::ml::als::model::SplitMix64;
+
+/// Evaluation of predicted against actual classes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub accuracy: f64,
+    pub classes: Vec<ClassMetrics>,
+    /// `confusion[actual][predicted]`, rows and columns in class order.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    pub class: String,
+    /// Of the rows predicted as this class, the share that are; `None` when none were predicted.
+    pub precision: Option<f64>,
+    /// Of the rows of this class, the share predicted as it; `None` when the class has no rows.
+    pub recall: Option<f64>,
+    pub support: u64,
+}
+
+/// Compares `predicted` with `actual` (indexes into `classes`).
+pub fn evaluate(classes: &[String], actual: &[usize], predicted: &[usize]) -> Evaluation {
+    let k = classes.len();
+    let mut confusion = vec![vec![0u64; k]; k];
+    for (a, p) in actual.iter().zip(predicted) {
+        confusion[*a][*p] += 1;
+    }
+    let total = actual.len() as f64;
+    let correct: u64 = (0..k).map(|i| confusion[i][i]).sum();
+    let classes = classes
+        .iter()
+        .enumerate()
+        .map(|(i, class)| {
+            let predicted_as: u64 = (0..k).map(|a| confusion[a][i]).sum();
+            let support: u64 = confusion[i].iter().sum();
+            let share = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
+            ClassMetrics {
+                class: class.clone(),
+                precision: share(confusion[i][i], predicted_as),
+                recall: share(confusion[i][i], support),
+                support,
+            }
+        })
+        .collect();
+    Evaluation {
+        accuracy: if total > 0.0 {
+            correct as f64 / total
+        } else {
+            0.0
+        },
+        classes,
+        confusion,
+    }
+}
+
+/// Which of `n` rows are test rows: a seeded shuffle, the first `test_fraction` of it (at least
+/// one row each side when `n >= 2`).
+pub fn holdout(n: usize, test_fraction: f64, seed: u64) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let mut tests = ((n as f64) * test_fraction).round() as usize;
+    if n >= 2 {
+        tests = tests.clamp(1, n - 1);
+    }
+    let mut is_test = vec![false; n];
+    for &row in &order[..tests.min(n)] {
+        is_test[row] = true;
+    }
+    is_test
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_recall_and_confusion_follow_their_definitions() {
+        let classes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        // actual:    a a a b b c
+        // predicted: a a b b b a
+        let e = evaluate(&classes, &[0, 0, 0, 1, 1, 2], &[0, 0, 1, 1, 1, 0]);
+        assert_eq!(
+            e.confusion,
+            vec![vec![2, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]
+        );
+        assert!((e.accuracy - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(e.classes[0].precision, Some(2.0 / 3.0));
+        assert_eq!(e.classes[0].recall, Some(2.0 / 3.0));
+        assert_eq!(e.classes[1].precision, Some(2.0 / 3.0));
+        assert_eq!(e.classes[1].recall, Some(1.0));
+        assert_eq!(
+            (e.classes[2].precision, e.classes[2].recall),
+            (None, Some(0.0))
+        );
+    }
+
+    #[test]
+    fn the_holdout_is_seeded_and_sized() {
+        let a = holdout(100, 0.2, 7);
+        assert_eq!(a.iter().filter(|t| **t).count(), 20);
+        assert_eq!(a, holdout(100, 0.2, 7));
+        assert_ne!(a, holdout(100, 0.2, 8));
+        assert_eq!(holdout(2, 0.01, 1).iter().filter(|t| **t).count(), 1);
+    }
+}
