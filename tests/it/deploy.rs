@@ -270,11 +270,7 @@ fn the_compose_services_run_the_pipeline_and_serve_it_from_s3() {
 
     // `api`: command ["serve"], bound where the test can reach it.
     let mut env = service_env("api", &endpoint, &bucket, &raw);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = s3::free_port();
     assert_eq!(env["STRATA_SERVE__BIND"], "0.0.0.0:8080");
     env.insert("STRATA_SERVE__BIND".into(), format!("127.0.0.1:{port}"));
     let mut server = strata_in_image(app.path(), &env, &["serve"])

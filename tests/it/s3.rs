@@ -49,6 +49,14 @@ impl Backend {
     }
 }
 
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// `lake.storage_options` lines pointing at `endpoint` with the test keys.
 pub fn storage_options(endpoint: &str) -> String {
     format!(
@@ -161,11 +169,7 @@ fn start_moto() -> Option<Server> {
 
 fn start_moto_with(env: &[(&str, &str)]) -> Option<Server> {
     let binary = moto_binary()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
+    let port = free_port();
     // moto runs in the background of a shell that waits on its stdin; when this test binary
     // exits, the pipe closes and the shell stops moto, so no server outlives the tests.
     let script = format!(

@@ -33,11 +33,20 @@ fn project_at(endpoint: &str, root: &str, extra_options: &str) -> Project {
     project
 }
 
-fn s3_endpoint() -> Option<(String, String)> {
-    match Backend::s3()? {
-        Backend::S3 { endpoint, bucket } => Some((endpoint, bucket)),
-        Backend::Local => unreachable!(),
+/// A fresh bucket: the backend for a project, and its endpoint and name for direct object access.
+fn s3_bucket() -> Option<(Backend, String, String)> {
+    let backend = Backend::s3()?;
+    match &backend {
+        Backend::S3 { endpoint, bucket } => {
+            let (endpoint, bucket) = (endpoint.clone(), bucket.clone());
+            Some((backend, endpoint, bucket))
+        }
+        Backend::Local => unreachable!("Backend::s3 gives an S3 backend"),
     }
+}
+
+fn s3_endpoint() -> Option<(String, String)> {
+    s3_bucket().map(|(_, endpoint, bucket)| (endpoint, bucket))
 }
 
 #[test]
@@ -60,11 +69,7 @@ fn a_missing_bucket_is_one_line_naming_the_url() {
 #[test]
 fn an_unreachable_endpoint_is_one_line_naming_what_to_check() {
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = s3::free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let project = project_at(&endpoint, "s3://bucket/lake", "");
     let started = std::time::Instant::now();
@@ -156,11 +161,8 @@ fn a_store_without_conditional_writes_is_refused_unless_opted_in() {
 
 #[test]
 fn the_run_lock_on_s3_refuses_a_live_holder_and_takes_over_an_expired_lease() {
-    let Some(backend) = Backend::s3() else {
+    let Some((backend, endpoint, bucket)) = s3_bucket() else {
         return;
-    };
-    let Backend::S3 { endpoint, bucket } = backend.clone() else {
-        unreachable!()
     };
     let project = Project::movielens_on(backend);
     let lock = |lease_until: chrono::DateTime<chrono::Utc>| {
@@ -210,11 +212,8 @@ fn the_run_lock_on_s3_refuses_a_live_holder_and_takes_over_an_expired_lease() {
 
 #[test]
 fn raw_sources_may_live_on_s3_and_keep_their_url_as_lineage() {
-    let Some(backend) = Backend::s3() else {
+    let Some((backend, endpoint, bucket)) = s3_bucket() else {
         return;
-    };
-    let Backend::S3 { endpoint, bucket } = backend.clone() else {
-        unreachable!()
     };
     s3::put_object(
         &endpoint,
@@ -253,22 +252,15 @@ fn raw_sources_may_live_on_s3_and_keep_their_url_as_lineage() {
 
 #[test]
 fn serve_reads_from_a_store_without_conditional_writes_but_refuses_to_write_to_it() {
-    let Some(backend) = Backend::s3() else {
+    let Some((backend, endpoint, bucket)) = s3_bucket() else {
         return;
-    };
-    let Backend::S3 { endpoint, bucket } = backend.clone() else {
-        unreachable!()
     };
     // Build the lake through the real server first, then serve it through the unsafe proxy.
     let project = Project::movielens_on(backend);
     project.ok(&["run", "--select", "bronze.users"]);
     let unsafe_endpoint = s3::ignoring_conditional_writes(&endpoint);
     let project = project_at(&unsafe_endpoint, &format!("s3://{bucket}/lake"), "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = s3::free_port();
     let bind = format!("127.0.0.1:{port}");
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .current_dir(project.root())
