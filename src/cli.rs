@@ -179,14 +179,28 @@ pub enum BenchCommand {
     /// Train ALS on a TAB-separated `user item rating` train file, evaluate on a test file and print
     /// one JSON object (rmse, precision/recall/ndcg/map@10, most-popular baseline, timings).
     Als(als::BenchArgs),
+    /// Time a classifier model from the lake predicting the rows of its input table in-process, the
+    /// way the API does (JSON record -> features -> every tree's vote), and print one JSON object
+    /// (median / p90 / p99 microseconds per record, back-to-back throughput).
+    Predict {
+        /// The classifier step, e.g. gold.penguin_species (its model is <step>_model).
+        #[arg(long)]
+        model: String,
+        /// A model version (a version of the model table); default: the latest.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Single-record predictions to time.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
 }
 
 /// Runs a parsed command line. `env` is the process environment (passed in for testability).
 pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-    // Benchmarks read only their own files: no lake, no config needed.
-    if let Command::Bench(bench) = cli.command {
-        return run_bench(bench).await;
+    // The ALS benchmark reads only its own files: no lake, no config needed.
+    if let Command::Bench(BenchCommand::Als(args)) = cli.command {
+        return run_als_bench(args).await;
     }
     if let Command::Fixtures(FixturesCommand::Serve { dir, bind, fail }) = cli.command {
         let (bound, serving) = crate::fixtures::bind(&dir, bind, fail).await?;
@@ -327,7 +341,18 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             emit!("{}", rendered.trim_end());
             Ok(())
         }
-        Command::Bench(_) | Command::Fixtures(_) => {
+        Command::Bench(BenchCommand::Predict {
+            model,
+            version,
+            iterations,
+        }) => {
+            let lake = Arc::new(open_lake(&config, false).await?);
+            let report =
+                bench_predict(&lake, &config, &model.parse()?, version, iterations).await?;
+            emit!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Als(_)) | Command::Fixtures(_) => {
             unreachable!("handled before loading the config")
         }
         Command::Sample {
@@ -379,8 +404,54 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
     }
 }
 
-async fn run_bench(command: BenchCommand) -> Result<()> {
-    let BenchCommand::Als(args) = command;
+/// `strata bench predict`: loads the model as the server does and times it on its input rows.
+async fn bench_predict(
+    lake: &Arc<Lake>,
+    config: &Config,
+    step: &TableName,
+    version: Option<u64>,
+    iterations: usize,
+) -> Result<serde_json::Value> {
+    use crate::pipeline::classifier_step::{artifact, spec::model_table};
+    let table = model_table(step);
+    let delta = match version {
+        Some(v) => lake.open_version(&table, v).await?,
+        None => lake.open(&table).await?,
+    };
+    let version = delta.version().unwrap_or(0);
+    let provider = crate::catalog::provider(&delta).await?;
+    let stored = artifact::read(provider)
+        .await
+        .map_err(|e| Error::Usage(format!("{table}: {e}")))?;
+    let input: TableName = stored.input_table.parse()?;
+    let rows = query::run(
+        lake,
+        &config.session_options(),
+        &format!("SELECT * FROM {input}"),
+    )
+    .await?;
+    let records: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&output::batches(&rows.schema, &rows.batches, Format::Json)?)?;
+    eprintln!(
+        "timing {table}@{version} ({} trees) on {} rows of {input}",
+        stored.classifier.params.trees,
+        records.len()
+    );
+    let report = tokio::task::spawn_blocking(move || {
+        crate::ml::forest::bench::run(&stored.classifier, &records, iterations)
+    })
+    .await
+    .map_err(|e| Error::Usage(format!("benchmark panicked: {e}")))?
+    .map_err(|e| Error::Usage(format!("{input}: {e}")))?;
+    Ok(serde_json::json!({
+        "model": table.to_string(),
+        "version": version,
+        "input": input.to_string(),
+        "report": report,
+    }))
+}
+
+async fn run_als_bench(args: als::BenchArgs) -> Result<()> {
     eprintln!(
         "training {} ALS: {} factors, {} iterations, regularization {}",
         if args.implicit {

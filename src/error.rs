@@ -87,6 +87,14 @@ pub enum Error {
     #[error("ALS step {step}: {message}")]
     Als { step: TableName, message: String },
 
+    /// A classifier step could not read its input or train; nothing was published.
+    #[error("classifier step {step}: {message}")]
+    Classifier { step: TableName, message: String },
+
+    /// Rows cannot join a table: a column they share has another type.
+    #[error("table {table}: {message}")]
+    SchemaConflict { table: TableName, message: String },
+
     /// A step attempt ran longer than its `timeout` and was cancelled; it committed nothing.
     #[error("step {step} timed out after {} and was cancelled", humantime::format_duration(*timeout))]
     StepTimeout {

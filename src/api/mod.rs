@@ -2,6 +2,7 @@
 //!
 //! Gold and every other table page by page with filters and time travel, version history and
 //! schemas, read-only SQL, recommendations and similar items from the ALS step's gold tables,
+//! the trained models (`system.model_runs`) and predictions from classifier models,
 //! pipeline runs (started by admins or the `[schedule]`), Prometheus metrics and an OpenAPI 3.1
 //! document generated from the handlers.
 //!
@@ -16,6 +17,7 @@ pub mod encode;
 pub mod error;
 pub mod index;
 pub mod metrics;
+pub mod models;
 pub mod page;
 pub mod routes;
 pub mod settings;
@@ -40,12 +42,13 @@ use utoipa::OpenApi;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use error::ApiError;
+use routes::models as model_routes;
 use routes::{admin, health, query, recommendations, rows, runs, tables};
 use state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Strata", description = "Lakehouse tables, read-only SQL and recommendations over Delta Lake."),
+    info(title = "Strata", description = "Lakehouse tables, read-only SQL, recommendations and model predictions over Delta Lake."),
     paths(
         health::health_get,
         health::ready_get,
@@ -57,6 +60,9 @@ use state::AppState;
         query::query_run,
         recommendations::recommendations_get,
         recommendations::similar_get,
+        model_routes::models_list,
+        model_routes::model_get,
+        model_routes::predict_post,
         admin::refresh_post,
         runs::runs_post,
         runs::runs_list,
@@ -107,6 +113,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/items/{item_id}/similar",
             get(recommendations::similar_get),
+        )
+        .route("/v1/models", get(model_routes::models_list))
+        .route("/v1/models/{name}", get(model_routes::model_get))
+        .route(
+            "/v1/models/{name}/predict",
+            post(model_routes::predict_post),
         )
         .route("/v1/admin/refresh", post(admin::refresh_post))
         .route("/v1/runs", get(runs::runs_list).post(runs::runs_post))

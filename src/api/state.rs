@@ -1,5 +1,5 @@
 //! What every handler shares: the lake, the configuration, the served snapshots, the response
-//! cache, the recommendation indexes, metrics and the token verifier.
+//! cache, the recommendation indexes, the loaded classifier models, metrics and the token verifier.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use crate::api::auth::Verifier;
 use crate::api::cache::ResponseCache;
 use crate::api::index::Indexes;
 use crate::api::metrics::Metrics;
+use crate::api::models::Models;
 use crate::api::snapshots::Snapshots;
 use crate::catalog::{Lake, SessionOptions};
 use crate::config::Config;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub snapshots: Snapshots,
     pub cache: ResponseCache,
     pub indexes: Indexes,
+    /// Classifier models loaded for predictions.
+    pub models: Models,
     pub metrics: Arc<Metrics>,
     /// `None`: auth is off.
     pub verifier: Option<Verifier>,
@@ -42,6 +45,7 @@ impl AppState {
             snapshots: Snapshots::new(Arc::clone(&lake)),
             cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
             indexes: Indexes::default(),
+            models: Models::default(),
             lake,
             config,
             metrics,

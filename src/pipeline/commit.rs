@@ -62,6 +62,9 @@ pub enum WriteMode {
     Overwrite { partition_by: Vec<String> },
     /// Add rows.
     Append { partition_by: Vec<String> },
+    /// Add rows that may bring columns the table lacks: the table gains them (older rows read
+    /// NULL). Every existing column must be in the rows, with its type.
+    AppendAddingColumns,
     /// Replace exactly the rows matching a SQL predicate; every new row must match it too.
     ReplaceWhere { predicate: String },
     /// Upsert on key columns; `evolve_schema` adds columns the new rows bring (API sources grow
@@ -145,7 +148,11 @@ pub async fn commit_frame(
                 .with_save_mode(SaveMode::Overwrite)
                 .with_partition_columns(partition_by)
         }
-        WriteMode::Merge { .. } | WriteMode::ReplaceWhere { .. } if !exists => {
+        WriteMode::Merge { .. }
+        | WriteMode::ReplaceWhere { .. }
+        | WriteMode::AppendAddingColumns
+            if !exists =>
+        {
             builder.with_save_mode(SaveMode::Overwrite)
         }
         WriteMode::Overwrite { partition_by } => builder
@@ -153,6 +160,9 @@ pub async fn commit_frame(
             .with_schema_mode(SchemaMode::Overwrite)
             .with_partition_columns(partition_by),
         WriteMode::Append { .. } => builder.with_save_mode(SaveMode::Append),
+        WriteMode::AppendAddingColumns => builder
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge),
         WriteMode::ReplaceWhere { predicate } => builder
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate),

@@ -1,9 +1,11 @@
 //! The step graph: which tables the pipeline builds and in what order.
 //!
 //! Nodes are ingest steps (one per configured source, producing `bronze.<source>`), SQL steps (one
-//! per `sql/<layer>/<name>.sql`, producing `layer.name`) and ALS steps (`sql/gold/<name>.als.toml`,
-//! producing the gold recommendation tables). Edges are read from the SQL itself with DataFusion's
-//! `resolve_table_references` (and from an ALS step's `input`): nobody declares the DAG by hand.
+//! per `sql/<layer>/<name>.sql`, producing `layer.name`), ALS steps (`sql/gold/<name>.als.toml`,
+//! producing the gold recommendation tables) and classifier steps
+//! (`sql/<layer>/<name>.classifier.toml`, producing `<name>_predictions` and `<name>_model`).
+//! Edges are read from the SQL itself with DataFusion's `resolve_table_references` (and from a
+//! training step's `input`): nobody declares the DAG by hand.
 //!
 //! Invariants after [`Dag::build`]: every SQL file is a single `SELECT`/`WITH` query; every table it
 //! reads is produced by another step or already exists in the lake; the graph has no cycle; `order`
@@ -23,6 +25,7 @@ use crate::catalog::{Lake, Layer, TableName};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::als_step::{self, AlsStep, spec::AlsSpec};
+use crate::pipeline::classifier_step::{self, ClassifierStep, spec::ClassifierSpec};
 use crate::pipeline::retry::{self, RetryPolicy};
 use crate::pipeline::settings::{self, StepSettings};
 
@@ -38,6 +41,8 @@ pub enum StepKind {
     Sql(Box<SqlStep>),
     /// Train ALS and publish the recommendation tables.
     Als(Box<AlsStep>),
+    /// Train a classifier and publish its predictions and model tables.
+    Classifier(Box<ClassifierStep>),
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +72,7 @@ impl Step {
             StepKind::Ingest { source } => format!("source {source}"),
             StepKind::Sql(sql) => sql.file.display().to_string(),
             StepKind::Als(als) => als.file.display().to_string(),
+            StepKind::Classifier(c) => c.file.display().to_string(),
         }
     }
 
@@ -74,6 +80,7 @@ impl Step {
     pub fn writes(&self) -> Vec<TableName> {
         match &self.kind {
             StepKind::Als(_) => als_step::spec::gold_outputs(),
+            StepKind::Classifier(_) => classifier_step::spec::outputs(&self.table).to_vec(),
             _ => vec![self.table.clone()],
         }
     }
@@ -86,6 +93,7 @@ impl Step {
                 sql.settings.materialization.unwrap_or_default().as_str()
             ),
             StepKind::Als(_) => "als".to_string(),
+            StepKind::Classifier(_) => "classifier".to_string(),
         }
     }
 }
@@ -136,6 +144,7 @@ impl Dag {
             let step = match kind {
                 FileKind::Sql => read_sql_step(&table, &file, settings),
                 FileKind::Als => read_als_step(&table, &file, settings),
+                FileKind::Classifier => read_classifier_step(&table, &file, settings),
             };
             match step {
                 Ok(step) => {
@@ -185,12 +194,14 @@ impl Dag {
         for table in config.steps.keys() {
             if !steps.contains_key(table) {
                 problems.push(format!(
-                    "config [steps.\"{table}\"]: no step file {}/{}/{}.sql (or {}{})",
+                    "config [steps.\"{table}\"]: no step file {}/{}/{}.sql (or {}{}, {}{})",
                     config.sql_dir.display(),
                     table.layer,
                     table.name,
                     table.name,
-                    als_step::spec::FILE_SUFFIX
+                    als_step::spec::FILE_SUFFIX,
+                    table.name,
+                    classifier_step::spec::FILE_SUFFIX
                 ));
             }
         }
@@ -266,7 +277,7 @@ impl Dag {
                     let shape = match step.kind {
                         StepKind::Ingest { .. } => "cylinder",
                         StepKind::Sql(_) => "box",
-                        StepKind::Als(_) => "component",
+                        StepKind::Als(_) | StepKind::Classifier(_) => "component",
                     };
                     let _ = writeln!(out, "  \"{}\" [shape={shape}];", step.table);
                     for read in &step.after {
@@ -286,7 +297,7 @@ impl Dag {
                         StepKind::Sql(_) => {
                             let _ = writeln!(out, "  {id}[\"{}\"]", step.table);
                         }
-                        StepKind::Als(_) => {
+                        StepKind::Als(_) | StepKind::Classifier(_) => {
                             let _ = writeln!(out, "  {id}[[\"{}\"]]", step.table);
                         }
                     }
@@ -319,9 +330,11 @@ enum FileKind {
     Sql,
     /// `<name>.als.toml`: an ALS step.
     Als,
+    /// `<name>.classifier.toml`: a classifier step.
+    Classifier,
 }
 
-/// Every `<sql_dir>/<layer>/<name>.sql` and `<name>.als.toml`, sorted. Other files are ignored; a
+/// Every `<sql_dir>/<layer>/<name>.sql`, `<name>.als.toml` and `<name>.classifier.toml`, sorted. Other files are ignored; a
 /// step file with an invalid name or in the `system` layer is an error.
 fn step_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf, FileKind)>> {
     let mut files = Vec::new();
@@ -339,14 +352,17 @@ fn step_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf, FileKind)>> {
                 .file_name()
                 .and_then(|s| s.to_str())
                 .unwrap_or_default();
-            let (stem, kind) =
-                if let Some(stem) = file_name.strip_suffix(als_step::spec::FILE_SUFFIX) {
-                    (stem.to_string(), FileKind::Als)
-                } else if let Some(stem) = file_name.strip_suffix(".sql") {
-                    (stem.to_string(), FileKind::Sql)
-                } else {
-                    continue;
-                };
+            let (stem, kind) = if let Some(stem) =
+                file_name.strip_suffix(als_step::spec::FILE_SUFFIX)
+            {
+                (stem.to_string(), FileKind::Als)
+            } else if let Some(stem) = file_name.strip_suffix(classifier_step::spec::FILE_SUFFIX) {
+                (stem.to_string(), FileKind::Classifier)
+            } else if let Some(stem) = file_name.strip_suffix(".sql") {
+                (stem.to_string(), FileKind::Sql)
+            } else {
+                continue;
+            };
             if layer == Layer::System {
                 return Err(Error::Dag(format!(
                     "{}: the system layer is Strata's own; put steps under bronze, silver or gold",
@@ -362,28 +378,61 @@ fn step_files(sql_dir: &Path) -> Result<Vec<(TableName, PathBuf, FileKind)>> {
     Ok(files)
 }
 
-/// Reads one ALS step file; it reads its `input` (and `eval.test_table`). Its retry policy comes
-/// from the config (`timeout` is refused: training cannot be interrupted safely mid-publish).
-fn read_als_step(name: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
-    let mut config = config.cloned().unwrap_or_default();
+/// Takes the retry policy of a training step out of its config settings. `timeout` is refused:
+/// training and the all-or-none publish cannot be interrupted safely.
+fn training_retry_policy(
+    name: &TableName,
+    file: &Path,
+    config: &mut Table,
+    kind: &str,
+) -> Result<RetryPolicy> {
     let policy_error = |message: String| Error::StepSettings {
         file: file.to_path_buf(),
         message: format!("config [steps.\"{name}\"]: {message}"),
     };
-    let retry = RetryPolicy::take_from(&mut config).map_err(policy_error)?;
+    let retry = RetryPolicy::take_from(config).map_err(policy_error)?;
     if retry.timeout.is_some() {
-        return Err(policy_error(
-            "timeout is not supported for ALS steps (training and the all-or-none publish \
+        return Err(policy_error(format!(
+            "timeout is not supported for {kind} steps (training and the all-or-none publish \
              cannot be interrupted safely); use retries"
-                .into(),
-        ));
+        )));
     }
+    Ok(retry)
+}
+
+/// Reads one ALS step file; it reads its `input` (and `eval.test_table`). Its retry policy comes
+/// from the config (`timeout` is refused: training cannot be interrupted safely mid-publish).
+fn read_als_step(name: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
+    let mut config = config.cloned().unwrap_or_default();
+    let retry = training_retry_policy(name, file, &mut config, "ALS")?;
     let spec = AlsSpec::resolve(file, Some(&config))?;
     Ok(Step {
         retry,
         table: name.clone(),
         reads: spec.reads().into_iter().collect(),
         kind: StepKind::Als(Box::new(AlsStep {
+            file: file.to_path_buf(),
+            spec,
+        })),
+        after: BTreeSet::new(),
+    })
+}
+
+/// Reads one classifier step file; it reads its `input`. Retries come from the config; as for
+/// ALS steps, `timeout` is refused.
+fn read_classifier_step(name: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
+    let mut config = config.cloned().unwrap_or_default();
+    let retry = training_retry_policy(name, file, &mut config, "classifier")?;
+    let spec = ClassifierSpec::resolve(file, Some(&config))?;
+    let input = spec.input_table().map_err(|message| Error::StepSettings {
+        file: file.to_path_buf(),
+        message,
+    })?;
+    Ok(Step {
+        retry,
+        table: name.clone(),
+        reads: BTreeSet::from([input]),
+        kind: StepKind::Classifier(Box::new(ClassifierStep {
             file: file.to_path_buf(),
             spec,
         })),

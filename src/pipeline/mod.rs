@@ -1,7 +1,8 @@
-//! The pipeline: ingest, SQL and ALS steps, ordered by the tables they read, run into Delta tables.
+//! The pipeline: ingest, SQL, ALS and classifier steps, ordered by the tables they read, run into Delta tables.
 //!
 //! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
-//! `sql_step` and `als_step` run one step each, `expectations` checks a result before commit, `commit` writes it,
+//! `sql_step`, `als_step` and `classifier_step` run one step each (the training steps publish
+//! through `publish` and log to `model_runs`), `expectations` checks a result before commit, `commit` writes it,
 //! `remote_source` downloads sources that live on object storage, `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
 //! `lake_lock` keeps it the only run on its lake.
 //!
@@ -9,12 +10,15 @@
 //! a failed step leaves its table at the previous version and every step downstream is skipped.
 
 pub mod als_step;
+pub mod classifier_step;
 pub mod commit;
 pub mod dag;
 pub mod expectations;
 pub mod http_step;
 pub mod ingest_step;
 pub mod lake_lock;
+pub mod model_runs;
+pub mod publish;
 pub mod remote_source;
 pub mod retry;
 pub mod run;

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::pipeline::dag::{Dag, Step, StepKind};
 use crate::pipeline::lake_lock::LakeLock;
 use crate::pipeline::run_log::{self, RunRecord, Trigger};
-use crate::pipeline::{StepContext, StepResult, StepStatus, als_step, ingest_step, sql_step};
+use crate::pipeline::{
+    StepContext, StepResult, StepStatus, als_step, classifier_step, ingest_step, sql_step,
+};
 use crate::sample;
 
 /// What to run.
@@ -435,6 +437,7 @@ async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
         StepKind::Ingest { source } => ingest_step::run(ctx, &step.table, source).await,
         StepKind::Sql(sql) => sql_step::run(ctx, &step.table, sql, step.reads.iter()).await,
         StepKind::Als(als) => als_step::run(ctx, &step.table, als).await,
+        StepKind::Classifier(c) => classifier_step::run(ctx, &step.table, c).await,
     }
 }
 

@@ -25,23 +25,30 @@ crate::on_every_lake!(async:
 const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
 
 /// A running server; stops (gracefully) when dropped.
-struct TestServer {
+pub struct TestServer {
     base: String,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestServer {
     /// Serves the project's lake with `[serve]` settings appended to its config file.
-    async fn start(project: &Project, serve_settings: &str) -> TestServer {
-        let config_path = project.path("config/strata.toml");
-        let mut text = std::fs::read_to_string(&config_path).unwrap();
+    pub async fn start(project: &Project, serve_settings: &str) -> TestServer {
+        let config = project.path("config/strata.toml");
+        TestServer::start_with(&config, project.root(), serve_settings).await
+    }
+
+    /// Serves with the config file `config_path` plus `[serve]` settings, written beside it as
+    /// `serve.toml` (so its relative paths mean the same), as if started in `cwd`.
+    pub async fn start_with(config_path: &Path, cwd: &Path, serve_settings: &str) -> TestServer {
+        let mut text = std::fs::read_to_string(config_path).unwrap();
         text.push_str(&format!(
             "\n[serve]\nrefresh_interval_ms = 100\n{serve_settings}\n"
         ));
-        let file = project.path("config/serve.toml");
+        let dir = config_path.parent().unwrap();
+        let file = dir.join("serve.toml");
         std::fs::write(&file, text).unwrap();
-        let config = Config::load(Some(&file), &[], &Overrides::default(), project.root()).unwrap();
+        let config = Config::load(Some(&file), &[], &Overrides::default(), cwd).unwrap();
         let server = Server::bind(Arc::new(config), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -57,7 +64,7 @@ impl TestServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -65,13 +72,13 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
-    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
         let response = self.get(path).await;
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post_json(&self, path: &str) -> (StatusCode, Value) {
+    pub async fn post_json(&self, path: &str) -> (StatusCode, Value) {
         let response = self.client.post(self.url(path)).send().await.unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod models;
 pub mod query;
 pub mod recommendations;
 pub mod rows;

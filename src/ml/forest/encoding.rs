@@ -96,6 +96,44 @@ impl Encoder {
             .collect()
     }
 
+    /// A JSON record's value of every feature, in feature order (the shape the API receives).
+    /// Fields the model does not read are ignored, so a whole input row may be sent; a feature
+    /// that is absent is an error (null is how a record says "unknown").
+    pub fn values_from_json(
+        &self,
+        record: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<FeatureValue>, FieldError> {
+        use serde_json::Value;
+        self.features
+            .iter()
+            .map(|feature| {
+                let error = |message: String| FieldError {
+                    field: feature.name.clone(),
+                    message,
+                };
+                let categorical = matches!(feature.kind, FeatureKind::Categorical(_));
+                match record.get(&feature.name) {
+                    None if categorical => Err(error(
+                        "missing field (send null for an unknown category)".into(),
+                    )),
+                    None => Err(error("missing field (a number is required)".into())),
+                    Some(Value::Null) => Ok(FeatureValue::Null),
+                    Some(Value::Number(n)) => {
+                        Ok(FeatureValue::Number(n.as_f64().unwrap_or(f64::NAN)))
+                    }
+                    Some(Value::String(s)) => Ok(FeatureValue::Category(s.clone())),
+                    Some(Value::Bool(b)) => Ok(FeatureValue::Category(b.to_string())),
+                    Some(Value::Array(_)) => {
+                        Err(error("expected a number or a string, got an array".into()))
+                    }
+                    Some(Value::Object(_)) => {
+                        Err(error("expected a number or a string, got an object".into()))
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// The numeric row of one record (values in feature order).
     pub fn encode(&self, record: &[FeatureValue]) -> Result<Vec<f64>, FieldError> {
         let mut row = Vec::with_capacity(self.features.len() + 4);
@@ -216,6 +254,36 @@ mod tests {
                 FeatureValue::Category("Atlantis".into())
             ]),
             "island: unknown category \"Atlantis\" (known: Dream)"
+        );
+    }
+
+    #[test]
+    fn json_records_name_missing_and_mistyped_fields_and_ignore_extras() {
+        let records = vec![vec![
+            FeatureValue::Number(1.0),
+            FeatureValue::Category("Dream".into()),
+        ]];
+        let encoder = Encoder::fit(&names(&["bill", "island"]), &names(&["island"]), &records);
+        let values = |json: serde_json::Value| {
+            encoder
+                .values_from_json(json.as_object().unwrap())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            values(serde_json::json!({"bill": 2, "island": null, "species": "x"})).unwrap(),
+            [FeatureValue::Number(2.0), FeatureValue::Null]
+        );
+        assert_eq!(
+            values(serde_json::json!({"bill": 2})).unwrap_err(),
+            "island: missing field (send null for an unknown category)"
+        );
+        assert_eq!(
+            values(serde_json::json!({"island": "Dream"})).unwrap_err(),
+            "bill: missing field (a number is required)"
+        );
+        assert_eq!(
+            values(serde_json::json!({"bill": [1], "island": "Dream"})).unwrap_err(),
+            "bill: expected a number or a string, got an array"
         );
     }
 }

@@ -1,5 +1,5 @@
 //! How good a classifier is on held-out rows: accuracy, per-class precision and recall, and the
-//! confusion matrix, and the seeded split that holds the rows out.
+//! confusion matrix, and the seeded, keyed split that holds the rows out.
 
 use serde::Serialize;
 
@@ -59,24 +59,38 @@ pub fn evaluate(classes: &[String], actual: &[usize], predicted: &[usize]) -> Ev
     }
 }
 
-/// Which of `n` rows are test rows: a seeded shuffle, the first `test_fraction` of it (at least
-/// one row each side when `n >= 2`).
-pub fn holdout(n: usize, test_fraction: f64, seed: u64) -> Vec<bool> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = SplitMix64::new(seed);
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
+/// Which rows are test rows: the rows are ranked by a seeded hash of their key (an id, or the
+/// row's values) and the first `test_fraction` of the ranking is held out (at least one row each
+/// side when there are two or more). Keyed, not positional: the split does not depend on the
+/// order the table's files are read in, and a row keeps its side when other rows are added.
+pub fn holdout(keys: &[String], test_fraction: f64, seed: u64) -> Vec<bool> {
+    let n = keys.len();
+    let mut ranking: Vec<(u64, usize)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (seeded_hash(key.as_bytes(), seed), i))
+        .collect();
+    ranking.sort_unstable();
     let mut tests = ((n as f64) * test_fraction).round() as usize;
     if n >= 2 {
         tests = tests.clamp(1, n - 1);
     }
     let mut is_test = vec![false; n];
-    for &row in &order[..tests.min(n)] {
+    for &(_, row) in &ranking[..tests.min(n)] {
         is_test[row] = true;
     }
     is_test
+}
+
+/// FNV-1a over the bytes, mixed with the seed by SplitMix64: stable across platforms and Rust
+/// versions (std's hasher promises neither).
+fn seeded_hash(bytes: &[u8], seed: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    SplitMix64::new(h ^ seed.rotate_left(32)).next_u64()
 }
 
 #[cfg(test)]
@@ -105,11 +119,28 @@ mod tests {
     }
 
     #[test]
-    fn the_holdout_is_seeded_and_sized() {
-        let a = holdout(100, 0.2, 7);
+    fn the_holdout_is_seeded_sized_and_keyed_not_positional() {
+        let keys: Vec<String> = (0..100).map(|i| format!("row-{i}")).collect();
+        let a = holdout(&keys, 0.2, 7);
         assert_eq!(a.iter().filter(|t| **t).count(), 20);
-        assert_eq!(a, holdout(100, 0.2, 7));
-        assert_ne!(a, holdout(100, 0.2, 8));
-        assert_eq!(holdout(2, 0.01, 1).iter().filter(|t| **t).count(), 1);
+        assert_eq!(a, holdout(&keys, 0.2, 7));
+        assert_ne!(a, holdout(&keys, 0.2, 8));
+        let two = ["a".to_string(), "b".to_string()];
+        assert_eq!(holdout(&two, 0.01, 1).iter().filter(|t| **t).count(), 1);
+
+        // Reading the rows in another order holds out the same rows.
+        let reversed: Vec<String> = keys.iter().rev().cloned().collect();
+        let b = holdout(&reversed, 0.2, 7);
+        let held = |keys: &[String], split: &[bool]| {
+            let mut held: Vec<String> = keys
+                .iter()
+                .zip(split)
+                .filter(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+                .collect();
+            held.sort();
+            held
+        };
+        assert_eq!(held(&keys, &a), held(&reversed, &b));
     }
 }

@@ -1,6 +1,8 @@
 //! Random-forest classification: feature encoding (`encoding`), the seeded forest with class
-//! probabilities and a byte artifact (`model`), and held-out evaluation (`metrics`).
+//! probabilities and a byte artifact (`model`), held-out evaluation (`metrics`) and the predict
+//! latency benchmark (`bench`).
 
+pub mod bench;
 pub mod encoding;
 pub mod metrics;
 pub mod model;

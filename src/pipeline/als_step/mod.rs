@@ -24,15 +24,15 @@ use arrow::datatypes::{DataType, Float32Type, Int64Type};
 use datafusion::logical_expr::{Expr, cast, col};
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::catalog::{Layer, TableName, row_count};
+use crate::catalog::{Layer, TableName};
 use crate::error::{Error, Result};
 use crate::ml::als::eval::{self, Evaluation};
 use crate::ml::als::{AlsModel, Interactions, Rating, thread_pool};
-use crate::pipeline::commit::{self, CommitMeta, WriteMode};
+use crate::pipeline::commit::CommitMeta;
+use crate::pipeline::publish::{self, Publication};
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 
 use model_runs::{EvalMetrics, ModelRun};
@@ -124,37 +124,13 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
     };
     let fingerprint = fingerprint(spec);
     let primary = TableName::new(Layer::Gold, spec::USER_RECOMMENDATIONS);
-
-    if !ctx.full_refresh && all_exist(ctx, &spec::gold_outputs()).await? {
-        let current = ctx.lake.open(&primary).await?;
-        if let Some(meta) = commit::last_commit_meta(&current).await {
-            let same_spec = meta.get(commit::META_FINGERPRINT) == Some(&Value::from(&*fingerprint));
-            let same_inputs = meta.get(commit::META_INPUTS) == Some(&serde_json::json!(inputs));
-            if same_spec && same_inputs {
-                return Ok(StepResult {
-                    status: StepStatus::Unchanged,
-                    rows: row_count(&current).unwrap_or(0),
-                    version: current.version().unwrap_or(0),
-                    detail: "up_to_date: input and settings unchanged".into(),
-                });
-            }
-        }
-    }
-
-    // Open every output before any work: a table that cannot be opened fails the step now, with
-    // nothing written, and the versions to roll back to are known.
-    let mut previous = BTreeMap::new();
-    for table in spec::gold_outputs()
-        .into_iter()
-        .chain([spec::model_runs_table()])
+    let outputs = spec::gold_outputs();
+    if let Some(unchanged) =
+        publish::up_to_date(ctx, &outputs, &primary, &fingerprint, &inputs).await?
     {
-        let version = if ctx.lake.exists(&table).await? {
-            ctx.lake.open(&table).await?.version()
-        } else {
-            None
-        };
-        previous.insert(table, version);
+        return Ok(unchanged);
     }
+    let mut publication = Publication::start(ctx, &outputs).await?;
 
     let started = Instant::now();
     let data = read_ratings(ctx, spec, &input, &input_delta).await?;
@@ -188,29 +164,15 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
     };
     let write_started = Instant::now();
     let batches = tables::gold_batches(&trained.model, &trained.recommendations, &trained.similar)?;
-    let mut committed: Vec<TableName> = Vec::new();
-    let mut output_versions = BTreeMap::new();
     let mut recommendation_rows = 0;
-    for (name, schema, batch) in batches {
+    for (name, batch) in batches {
         let table = TableName::new(Layer::Gold, name);
-        let rows = batch.num_rows() as u64;
-        let mode = WriteMode::Overwrite {
-            partition_by: Vec::new(),
-        };
-        match commit::commit(&ctx.lake, &table, schema, vec![batch], mode, &meta).await {
-            Ok(version) => {
-                if name == spec::USER_RECOMMENDATIONS {
-                    recommendation_rows = rows;
-                }
-                output_versions.insert(table.to_string(), version);
-                committed.push(table);
-            }
-            Err(e) => {
-                roll_back(ctx, &committed, &previous).await;
-                return Err(e);
-            }
+        if name == spec::USER_RECOMMENDATIONS {
+            recommendation_rows = batch.num_rows() as u64;
         }
+        publication.overwrite(ctx, &table, batch, &meta).await?;
     }
+    let output_versions = publication.versions.clone();
 
     let data = trained.model.data();
     let run = ModelRun {
@@ -234,10 +196,7 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
         write_seconds: write_started.elapsed().as_secs_f64(),
         output_versions: output_versions.clone(),
     };
-    if let Err(e) = record_model_run(ctx, step, &run).await {
-        roll_back(ctx, &committed, &previous).await;
-        return Err(e);
-    }
+    publication.log_run(ctx, step, run.to_batch()?).await?;
 
     Ok(StepResult {
         status: StepStatus::Committed,
@@ -455,50 +414,6 @@ fn metrics(
         popular_ndcg_at_10: defined(m.popular.ndcg),
         popular_map_at_10: defined(m.popular.map),
         eval_users: m.model.eval_users as u64,
-    }
-}
-
-async fn record_model_run(ctx: &StepContext, step: &TableName, run: &ModelRun) -> Result<u64> {
-    let batch = run.to_batch()?;
-    let meta = CommitMeta {
-        run_id: ctx.run_id.clone(),
-        step: step.to_string(),
-        ..Default::default()
-    };
-    let mode = WriteMode::Append {
-        partition_by: Vec::new(),
-    };
-    let table = spec::model_runs_table();
-    commit::commit(&ctx.lake, &table, batch.schema(), vec![batch], mode, &meta).await
-}
-
-async fn all_exist(ctx: &StepContext, tables: &[TableName]) -> Result<bool> {
-    for table in tables {
-        if !ctx.lake.exists(table).await? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Puts every table this step committed back to its version before the step; a table the step
-/// created is removed. Failures are logged: the step's own error is what the user needs to see.
-async fn roll_back(
-    ctx: &StepContext,
-    committed: &[TableName],
-    previous: &BTreeMap<TableName, Option<u64>>,
-) {
-    for table in committed {
-        let outcome = match previous.get(table).copied().flatten() {
-            Some(version) => crate::inspect::restore(&ctx.lake, table, version)
-                .await
-                .map(|_| ()),
-            None => ctx.lake.delete_table(table).await,
-        };
-        match outcome {
-            Ok(()) => info!(table = %table, "rolled back after a failed ALS step"),
-            Err(e) => warn!(table = %table, error = %e, "could not roll back"),
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `system.model_runs`: one row per model an ALS step published, our MLflow.
+//! The row an ALS step appends to `system.model_runs` (see [`crate::pipeline::model_runs`]).
 //!
 //! It answers "which data and settings produced the recommendations that are live now?": the input
 //! table and its Delta version, every parameter, the evaluation metrics, the per-iteration loss, the
@@ -17,6 +17,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::ml::als::AlsParams;
+
+/// `system.model_runs.kind` of ALS runs.
+pub const KIND: &str = "als";
 
 /// What the evaluation measured; every field is `None` when the step did not evaluate.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +87,7 @@ impl ModelRun {
         let mut fields = vec![
             text("run_id", false),
             text("step", false),
+            text("kind", false),
             Field::new("trained_at", ts, false),
             text("input_table", false),
             int("input_version"),
@@ -107,6 +111,7 @@ impl ModelRun {
         let mut columns: Vec<ArrayRef> = vec![
             str_col(&self.run_id),
             str_col(&self.step),
+            str_col(KIND),
             Arc::new(
                 TimestampMicrosecondArray::from(vec![self.trained_at.timestamp_micros()])
                     .with_timezone("UTC"),

@@ -39,11 +39,6 @@ pub const GOLD_OUTPUTS: [&str; 5] = [
     USER_RECOMMENDATIONS,
 ];
 
-/// The run log of every training run.
-pub fn model_runs_table() -> TableName {
-    TableName::new(Layer::System, "model_runs")
-}
-
 /// The gold tables an ALS step writes.
 pub fn gold_outputs() -> Vec<TableName> {
     GOLD_OUTPUTS

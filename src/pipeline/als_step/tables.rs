@@ -8,7 +8,7 @@ use arrow::array::{
     ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::error::Result;
 use crate::ml::als::{AlsModel, IdMap, Interactions};
@@ -115,12 +115,12 @@ pub fn gold_batches(
     model: &AlsModel,
     recommendations: &[Vec<(u32, f32)>],
     similar: &[Vec<(u32, f32)>],
-) -> Result<Vec<(&'static str, SchemaRef, RecordBatch)>> {
+) -> Result<Vec<(&'static str, RecordBatch)>> {
     use super::spec::USER_RECOMMENDATIONS;
     use super::spec::{ITEM_FACTORS, ITEM_POPULARITY, SIMILAR_ITEMS, USER_FACTORS};
     let data = model.data();
     let rank = model.factors();
-    let batches = [
+    Ok(vec![
         (
             USER_FACTORS,
             factors(
@@ -160,11 +160,7 @@ pub fn gold_batches(
                 recommendations,
             )?,
         ),
-    ];
-    Ok(batches
-        .into_iter()
-        .map(|(name, batch)| (name, batch.schema(), batch))
-        .collect())
+    ])
 }
 
 #[cfg(test)]

@@ -1,0 +1,395 @@
+//! Running a classifier step: `sql/<layer>/<name>.classifier.toml` trains a random forest on a
+//! lake table and publishes `<layer>.<name>_predictions` (the held-out rows with the model's
+//! answers) and `<layer>.<name>_model` (the model artifact), logging the run to
+//! `system.model_runs`.
+//!
+//! Phases: read the input at one Delta version; encode the features (one-hot categories, nulls a
+//! category of their own); split the rows by a seeded hash of their id; train on the train rows;
+//! predict the test rows and measure accuracy, per-class precision and recall and the confusion
+//! matrix; commit the predictions, then the model; append the run.
+//!
+//! The published model is the one that was measured (trained on the train rows only), so the
+//! accuracy in `system.model_runs` is the accuracy of the model the API serves. Each training
+//! overwrites the one-row model table, so the model's version is the table's Delta version and
+//! older models stay readable by time travel.
+//!
+//! Invariant: all or none, as for ALS steps (see [`crate::pipeline::publish`]). A rerun whose
+//! settings and input version are unchanged writes nothing.
+
+pub mod artifact;
+pub mod run_row;
+pub mod spec;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type};
+use deltalake::DeltaTable;
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::catalog::TableName;
+use crate::error::{Error, Result};
+use crate::ml::forest::{self, Classifier, Encoder, Evaluation, FeatureValue};
+use crate::pipeline::commit::CommitMeta;
+use crate::pipeline::publish::{self, Publication};
+use crate::pipeline::{StepContext, StepResult, StepStatus};
+
+use run_row::ClassifierRun;
+use spec::ClassifierSpec;
+
+/// A classifier step as found in the SQL directory.
+#[derive(Debug, Clone)]
+pub struct ClassifierStep {
+    pub file: PathBuf,
+    pub spec: ClassifierSpec,
+}
+
+/// The input rows: as read (for the predictions table) and as the model sees them.
+struct Dataset {
+    /// The id, feature and label columns, in [`ClassifierSpec::input_columns`] order.
+    rows: RecordBatch,
+    records: Vec<Vec<FeatureValue>>,
+    labels: Vec<String>,
+    /// What identifies each row: the id, or the row's values. Keys the train/test split.
+    keys: Vec<String>,
+    /// The features encoded as categories.
+    categorical: Vec<String>,
+}
+
+/// A trained and measured model.
+pub struct Trained {
+    pub model: Classifier,
+    pub is_test: Vec<bool>,
+    /// Predictions for the test rows, in row order.
+    pub predictions: Vec<forest::Prediction>,
+    pub evaluation: Evaluation,
+    pub train_rows: usize,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+pub async fn run(
+    ctx: &StepContext,
+    step: &TableName,
+    classifier: &ClassifierStep,
+) -> Result<StepResult> {
+    let spec = &classifier.spec;
+    let step_error = |message: String| Error::Classifier {
+        step: step.clone(),
+        message,
+    };
+    let input = spec.input_table().map_err(step_error)?;
+    let input_delta = ctx.lake.open(&input).await?;
+    let input_version = input_delta.version().unwrap_or(0);
+    let inputs = BTreeMap::from([(input.to_string(), input_version)]);
+    let fingerprint = fingerprint(spec);
+    let outputs = spec::outputs(step);
+    let model_table = spec::model_table(step);
+    if let Some(unchanged) =
+        publish::up_to_date(ctx, &outputs, &model_table, &fingerprint, &inputs).await?
+    {
+        return Ok(unchanged);
+    }
+    let mut publication = Publication::start(ctx, &outputs).await?;
+
+    let started = Instant::now();
+    let data = read_input(ctx, spec, &input, &input_delta)
+        .await?
+        .map_err(step_error)?;
+    let read_seconds = started.elapsed().as_secs_f64();
+    info!(step = %step, rows = data.records.len(), read_seconds, "classifier input read");
+
+    let train_spec = spec.clone();
+    let (data, trained) = tokio::task::spawn_blocking(move || {
+        let trained = train(&train_spec, &data);
+        (data, trained)
+    })
+    .await
+    .map_err(|e| step_error(format!("training panicked: {e}")))?;
+    let trained = trained.map_err(step_error)?;
+    info!(
+        step = %step,
+        accuracy = trained.evaluation.accuracy,
+        train_seconds = trained.train_seconds,
+        "classifier trained"
+    );
+
+    let write_started = Instant::now();
+    let predictions = tables::predictions(&data.rows, &trained)?;
+    let test_rows = predictions.num_rows() as u64;
+    let run = ClassifierRun {
+        run_id: ctx.run_id.clone(),
+        step: step.to_string(),
+        trained_at: ctx.started_at,
+        input_table: input.to_string(),
+        input_version,
+        spec: spec.clone(),
+        categorical: data.categorical.clone(),
+        input_rows: data.records.len() as u64,
+        train_rows: trained.train_rows as u64,
+        test_rows,
+        evaluation: trained.evaluation.clone(),
+        read_seconds,
+        train_seconds: trained.train_seconds,
+        eval_seconds: trained.eval_seconds,
+        write_seconds: 0.0,
+        output_versions: BTreeMap::new(),
+    };
+    let artifact = trained
+        .model
+        .to_bytes()
+        .map_err(|e| step_error(format!("cannot serialise the model: {e}")))?;
+    let model_row = tables::model_row(&run, &trained.model, &artifact)?;
+    let meta = CommitMeta {
+        run_id: ctx.run_id.clone(),
+        step: step.to_string(),
+        inputs,
+        fingerprint: Some(fingerprint),
+    };
+    publication
+        .overwrite(ctx, &spec::predictions_table(step), predictions, &meta)
+        .await?;
+    let model_version = publication
+        .overwrite(ctx, &model_table, model_row, &meta)
+        .await?;
+    let run = ClassifierRun {
+        write_seconds: write_started.elapsed().as_secs_f64(),
+        output_versions: publication.versions.clone(),
+        ..run
+    };
+    publication.log_run(ctx, step, run.to_batch()?).await?;
+
+    Ok(StepResult {
+        status: StepStatus::Committed,
+        rows: test_rows,
+        version: model_version,
+        detail: format!(
+            "accuracy {:.4} on {} test rows ({} train), {} trees in {:.2}s; model version {}",
+            run.evaluation.accuracy,
+            run.test_rows,
+            run.train_rows,
+            spec.trees,
+            run.train_seconds,
+            model_version
+        ),
+    })
+}
+
+/// Reads the id, feature and label columns from the table's opened snapshot. The outer error is
+/// a storage or query failure; the inner one a problem with the data, named for the user.
+async fn read_input(
+    ctx: &StepContext,
+    spec: &ClassifierSpec,
+    table: &TableName,
+    delta: &DeltaTable,
+) -> Result<std::result::Result<Dataset, String>> {
+    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let provider = crate::catalog::provider(delta).await?;
+    let frame = session.read_table(provider)?;
+    let schema = frame.schema().as_arrow().clone();
+    let wanted = spec.input_columns();
+    if let Some(missing) = wanted.iter().find(|c| schema.index_of(c).is_err()) {
+        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Ok(Err(format!(
+            "{table} has no column {missing:?} (columns: {}); fix label, features or id_column \
+             in the step file",
+            have.join(", ")
+        )));
+    }
+    let columns: Vec<_> = wanted
+        .iter()
+        .map(|c| datafusion::logical_expr::col(datafusion::common::Column::from_name(c)))
+        .collect();
+    let frame = frame.select(columns)?;
+    let out_schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let rows = arrow::compute::concat_batches(&out_schema, &batches)?;
+    Ok(dataset(spec, table, rows))
+}
+
+/// Turns the read columns into feature records, labels and split keys.
+fn dataset(
+    spec: &ClassifierSpec,
+    table: &TableName,
+    rows: RecordBatch,
+) -> std::result::Result<Dataset, String> {
+    let n = rows.num_rows();
+    let offset = usize::from(spec.id_column.is_some());
+    let mut categorical = Vec::new();
+    let mut records: Vec<Vec<FeatureValue>> = vec![Vec::with_capacity(spec.features.len()); n];
+    for (f, name) in spec.features.iter().enumerate() {
+        let column = rows.column(offset + f);
+        let kind = column_kind(column.data_type());
+        let listed = spec.categorical.as_ref().map(|c| c.contains(name));
+        let as_category = match (kind, listed) {
+            (ColumnKind::Other, _) => {
+                return Err(format!(
+                    "feature {name:?} is {} in {table}: features must be numbers, text or \
+                     booleans (cast it in the step that builds {table})",
+                    column.data_type()
+                ));
+            }
+            (ColumnKind::Text, Some(false)) => {
+                return Err(format!(
+                    "feature {name:?} is text in {table} but not listed in categorical; list it \
+                     there or cast it to a number"
+                ));
+            }
+            (ColumnKind::Text, _) => true,
+            (ColumnKind::Number, listed) => listed.unwrap_or(false),
+        };
+        if as_category {
+            categorical.push(name.clone());
+        }
+        match kind {
+            ColumnKind::Number => {
+                let numbers = cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
+                let numbers = numbers.as_primitive::<Float64Type>();
+                for (r, record) in records.iter_mut().enumerate() {
+                    record.push(if numbers.is_null(r) {
+                        FeatureValue::Null
+                    } else {
+                        FeatureValue::Number(numbers.value(r))
+                    });
+                }
+            }
+            _ => {
+                let text = cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
+                let text = text.as_string::<i32>();
+                for (r, record) in records.iter_mut().enumerate() {
+                    record.push(if text.is_null(r) {
+                        FeatureValue::Null
+                    } else {
+                        FeatureValue::Category(text.value(r).to_string())
+                    });
+                }
+            }
+        }
+    }
+    let label = cast(rows.column(rows.num_columns() - 1), &DataType::Utf8)
+        .map_err(|e| format!("label {:?}: {e}", spec.label))?;
+    let label = label.as_string::<i32>();
+    if label.null_count() > 0 {
+        return Err(format!(
+            "{table}.{} has {} NULL values; every training row needs its class: filter them in \
+             the step that builds {table}",
+            spec.label,
+            label.null_count()
+        ));
+    }
+    let labels: Vec<String> = (0..n).map(|r| label.value(r).to_string()).collect();
+    let keys = match &spec.id_column {
+        Some(id) => {
+            let ids = cast(rows.column(0), &DataType::Utf8).map_err(|e| format!("{id}: {e}"))?;
+            let ids = ids.as_string::<i32>();
+            (0..n).map(|r| ids.value(r).to_string()).collect()
+        }
+        None => records
+            .iter()
+            .zip(&labels)
+            .map(|(record, label)| format!("{record:?}{label}"))
+            .collect(),
+    };
+    Ok(Dataset {
+        rows,
+        records,
+        labels,
+        keys,
+        categorical,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ColumnKind {
+    Number,
+    Text,
+    Other,
+}
+
+fn column_kind(data_type: &DataType) -> ColumnKind {
+    match data_type {
+        t if t.is_numeric() => ColumnKind::Number,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => {
+            ColumnKind::Text
+        }
+        DataType::Dictionary(_, value) => column_kind(value),
+        _ => ColumnKind::Other,
+    }
+}
+
+/// Splits, trains on the train rows and measures on the test rows. CPU-bound: runs on a
+/// blocking thread.
+fn train(spec: &ClassifierSpec, data: &Dataset) -> std::result::Result<Trained, String> {
+    let encoder = Encoder::fit(&spec.features, &data.categorical, &data.records);
+    // Every row must encode before training: a bad row is named by its id, not by position.
+    for (r, record) in data.records.iter().enumerate() {
+        if let Err(e) = encoder.encode(record) {
+            let row = match &spec.id_column {
+                Some(id) => format!("{id} = {}", data.keys[r]),
+                None => format!("row {}", r + 1),
+            };
+            return Err(format!(
+                "{row}: {e}; filter or fill such rows in the step that builds {}",
+                spec.input
+            ));
+        }
+    }
+    let is_test = forest::holdout(&data.keys, spec.test_fraction, spec.seed);
+    let pick = |test: bool| -> (Vec<Vec<FeatureValue>>, Vec<String>) {
+        let rows = (0..data.records.len()).filter(|&r| is_test[r] == test);
+        rows.map(|r| (data.records[r].clone(), data.labels[r].clone()))
+            .unzip()
+    };
+    let (train_records, train_labels) = pick(false);
+    let (test_records, test_labels) = pick(true);
+
+    let started = Instant::now();
+    let model = Classifier::train(encoder, &train_records, &train_labels, spec.forest_params())?;
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let predictions = test_records
+        .iter()
+        .map(|r| model.predict(r).map_err(|e| e.to_string()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // A class only the test rows have is one the model can never predict: it stays in the
+    // evaluation (recall 0) rather than vanishing from it.
+    let mut classes = model.classes.clone();
+    for label in &test_labels {
+        if !classes.contains(label) {
+            classes.push(label.clone());
+        }
+    }
+    let index = |class: &str| {
+        classes
+            .iter()
+            .position(|c| c == class)
+            .expect("every test label and prediction is listed")
+    };
+    let actual: Vec<usize> = test_labels.iter().map(|l| index(l)).collect();
+    let predicted: Vec<usize> = predictions.iter().map(|p| index(&p.class)).collect();
+    let evaluation = forest::evaluate(&classes, &actual, &predicted);
+    let eval_seconds = started.elapsed().as_secs_f64();
+    Ok(Trained {
+        model,
+        is_test,
+        predictions,
+        evaluation,
+        train_rows: train_records.len(),
+        train_seconds,
+        eval_seconds,
+    })
+}
+
+/// Identifies what the step would compute from its inputs: its resolved settings.
+fn fingerprint(spec: &ClassifierSpec) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"classifier-step-v1");
+    hasher.update(serde_json::to_string(spec).unwrap_or_default().as_bytes());
+    format!("{:x}", hasher.finalize())
+}

@@ -1,0 +1,142 @@
+//! Publishing several tables as one model: the all-or-none rule of training steps (ALS,
+//! classifier).
+//!
+//! A training step computes everything first, then commits its tables one by one and appends its
+//! run to `system.model_runs`. If any of that fails, [`Publication::roll_back`] puts every table it
+//! committed back to its version before the step (removing a table the step created), so the
+//! previous model stays live. [`up_to_date`] lets a rerun with unchanged settings and inputs write
+//! nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::catalog::{TableName, row_count};
+use crate::error::Result;
+use crate::pipeline::commit::{self, CommitMeta, WriteMode};
+use crate::pipeline::{StepContext, StepResult, StepStatus};
+
+/// The tables a step is publishing: their versions before it, and what it committed so far.
+#[derive(Debug)]
+pub struct Publication {
+    previous: BTreeMap<TableName, Option<u64>>,
+    committed: Vec<TableName>,
+    /// Table -> the version this step committed.
+    pub versions: BTreeMap<String, u64>,
+}
+
+impl Publication {
+    /// Opens every table the step writes (and the run log) before any work, so a table that cannot
+    /// be opened fails the step with nothing written and the versions to roll back to are known.
+    pub async fn start(ctx: &StepContext, tables: &[TableName]) -> Result<Publication> {
+        let mut previous = BTreeMap::new();
+        for table in tables
+            .iter()
+            .cloned()
+            .chain([crate::pipeline::model_runs::table()])
+        {
+            let version = if ctx.lake.exists(&table).await? {
+                ctx.lake.open(&table).await?.version()
+            } else {
+                None
+            };
+            previous.insert(table, version);
+        }
+        Ok(Publication {
+            previous,
+            committed: Vec::new(),
+            versions: BTreeMap::new(),
+        })
+    }
+
+    /// Overwrites `table` with `batch`; on failure, rolls back what was committed and fails.
+    pub async fn overwrite(
+        &mut self,
+        ctx: &StepContext,
+        table: &TableName,
+        batch: arrow::array::RecordBatch,
+        meta: &CommitMeta,
+    ) -> Result<u64> {
+        let mode = WriteMode::Overwrite {
+            partition_by: Vec::new(),
+        };
+        let schema = batch.schema();
+        match commit::commit(&ctx.lake, table, schema, vec![batch], mode, meta).await {
+            Ok(version) => {
+                self.versions.insert(table.to_string(), version);
+                self.committed.push(table.clone());
+                Ok(version)
+            }
+            Err(e) => {
+                self.roll_back(ctx).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends the run's row to `system.model_runs`, the last write; on failure every table the
+    /// step committed goes back.
+    pub async fn log_run(
+        &mut self,
+        ctx: &StepContext,
+        step: &TableName,
+        row: arrow::array::RecordBatch,
+    ) -> Result<u64> {
+        match crate::pipeline::model_runs::append(ctx, step, row).await {
+            Ok(version) => Ok(version),
+            Err(e) => {
+                self.roll_back(ctx).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts every table this step committed back to its version before the step; a table the
+    /// step created is removed. Failures are logged: the step's own error is what the user needs.
+    pub async fn roll_back(&mut self, ctx: &StepContext) {
+        for table in self.committed.drain(..) {
+            let outcome = match self.previous.get(&table).copied().flatten() {
+                Some(version) => crate::inspect::restore(&ctx.lake, &table, version)
+                    .await
+                    .map(|_| ()),
+                None => ctx.lake.delete_table(&table).await,
+            };
+            match outcome {
+                Ok(()) => info!(table = %table, "rolled back after a failed training step"),
+                Err(e) => warn!(table = %table, error = %e, "could not roll back"),
+            }
+        }
+    }
+}
+
+/// `Some(result)` when every table exists and `primary`'s last commit was made from the same
+/// settings (`fingerprint`) and input versions: the step has nothing to do.
+pub async fn up_to_date(
+    ctx: &StepContext,
+    tables: &[TableName],
+    primary: &TableName,
+    fingerprint: &str,
+    inputs: &BTreeMap<String, u64>,
+) -> Result<Option<StepResult>> {
+    if ctx.full_refresh {
+        return Ok(None);
+    }
+    for table in tables {
+        if !ctx.lake.exists(table).await? {
+            return Ok(None);
+        }
+    }
+    let current = ctx.lake.open(primary).await?;
+    let Some(meta) = commit::last_commit_meta(&current).await else {
+        return Ok(None);
+    };
+    let same_spec = meta.get(commit::META_FINGERPRINT) == Some(&Value::from(fingerprint));
+    let same_inputs = meta.get(commit::META_INPUTS) == Some(&serde_json::json!(inputs));
+    Ok((same_spec && same_inputs).then(|| StepResult {
+        status: StepStatus::Unchanged,
+        rows: row_count(&current).unwrap_or(0),
+        version: current.version().unwrap_or(0),
+        detail: "up_to_date: input and settings unchanged".into(),
+    }))
+}
