@@ -190,8 +190,8 @@ pub enum BenchCommand {
         #[arg(long)]
         version: Option<u64>,
         /// Single-record predictions to time.
-        #[arg(long, default_value_t = 20_000)]
-        iterations: usize,
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: u64,
     },
 }
 
@@ -347,8 +347,14 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             iterations,
         }) => {
             let lake = Arc::new(open_lake(&config, false).await?);
-            let report =
-                bench_predict(&lake, &config, &model.parse()?, version, iterations).await?;
+            let report = bench_predict(
+                &lake,
+                &config,
+                &model.parse()?,
+                version,
+                iterations as usize,
+            )
+            .await?;
             emit!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

@@ -7,10 +7,15 @@ fn main() -> std::process::ExitCode {
     let cli = strata::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            // deltalake warns on every MERGE that a metric is missing (it derives it); that is
-            // noise for users, and run history is a MERGE on every run.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,deltalake_core::operations::merge=error")),
+            // deltalake warns on every MERGE that a metric is missing (it derives it), and on
+            // every write of a binary column (a classifier's model artifact) that it keeps no
+            // statistics for it; both are noise for users.
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                EnvFilter::new(
+                    "warn,deltalake_core::operations::merge=error,\
+                     deltalake_core::writer::stats=error",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -8,16 +8,15 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::snapshots::{Snapshot, Snapshots};
 use crate::catalog::{Layer, TableName};
 use crate::ml::forest::Classifier;
 use crate::pipeline::classifier_step::artifact::{self, ArtifactError};
 
-/// Loaded models kept at most (each is a few hundred KB for a 100-tree forest).
-const LOADED_MODELS: u64 = 16;
+/// Artifact bytes of the loaded models kept at most (the penguins forest is about 60 KB; forests
+/// grown on large tables are much bigger, and `?version=N` lets a reader load old versions).
+const LOADED_MODEL_BYTES: u64 = 256 << 20;
 
 /// One model version, ready to predict.
 #[derive(Debug)]
@@ -31,6 +30,7 @@ pub struct LoadedModel {
     pub trained_at: String,
     pub accuracy: Option<f64>,
     pub classifier: Classifier,
+    pub artifact_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -41,7 +41,12 @@ pub struct Models {
 impl Default for Models {
     fn default() -> Self {
         Self {
-            loaded: moka::future::Cache::new(LOADED_MODELS),
+            loaded: moka::future::Cache::builder()
+                .weigher(|_, model: &Arc<LoadedModel>| {
+                    u32::try_from(model.artifact_bytes).unwrap_or(u32::MAX)
+                })
+                .max_capacity(LOADED_MODEL_BYTES)
+                .build(),
         }
     }
 }
@@ -61,11 +66,14 @@ impl Models {
         };
         let key = (table.clone(), snapshot.version);
         self.loaded
-            .try_get_with(key, async { load(name, &snapshot).await.map(Arc::new) })
+            .try_get_with(key, async { load(&snapshot).await.map(Arc::new) })
             .await
             .map_err(|e: Arc<ApiError>| (*e).clone())
     }
 }
+
+/// Where a model name without a layer is looked for, in order.
+pub const LAYER_PREFERENCE: [Layer; 3] = [Layer::Gold, Layer::Silver, Layer::Bronze];
 
 fn model_not_found(name: &str) -> ApiError {
     ApiError::not_found(
@@ -77,15 +85,15 @@ fn model_not_found(name: &str) -> ApiError {
     )
 }
 
-/// The model table of `name`: `gold.<name>_model`, else `silver.<name>_model`; a layer may be
-/// given (`silver.<name>`).
+/// The model table of `name`: `gold.<name>_model`, else `silver.<name>_model`, else
+/// `bronze.<name>_model` ([`LAYER_PREFERENCE`]); a layer may be given (`silver.<name>`).
 async fn model_table(snapshots: &Snapshots, name: &str) -> ApiResult<TableName> {
     let (layers, bare) = match name.split_once('.') {
         Some((layer, bare)) => match layer.parse::<Layer>() {
             Ok(layer) => (vec![layer], bare),
             Err(_) => return Err(model_not_found(name)),
         },
-        None => (vec![Layer::Gold, Layer::Silver, Layer::Bronze], name),
+        None => (LAYER_PREFERENCE.to_vec(), name),
     };
     if TableName::validate_name(bare).is_err() {
         return Err(model_not_found(name));
@@ -100,7 +108,7 @@ async fn model_table(snapshots: &Snapshots, name: &str) -> ApiResult<TableName> 
 }
 
 /// Reads the artifact row of one model table version.
-async fn load(name: &str, snapshot: &Snapshot) -> ApiResult<LoadedModel> {
+async fn load(snapshot: &Snapshot) -> ApiResult<LoadedModel> {
     let table = &snapshot.table;
     let stored = artifact::read(Arc::clone(&snapshot.provider))
         .await
@@ -108,13 +116,12 @@ async fn load(name: &str, snapshot: &Snapshot) -> ApiResult<LoadedModel> {
             ArtifactError::NotAModel(_) => {
                 ApiError::not_found("model_not_found", format!("{table}: {e}"))
             }
-            ArtifactError::Unreadable(message) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "model_unreadable",
-                format!("{table}@{}: {message}", snapshot.version),
-            ),
-            ArtifactError::Query(e) => ApiError::from(e),
+            // The server's data is at fault, not the request: log the detail.
+            ArtifactError::Unreadable(_) | ArtifactError::Query(_) => {
+                ApiError::internal(format!("{table}@{}: {e}", snapshot.version))
+            }
         })?;
+    let name = table.name.strip_suffix("_model").unwrap_or(&table.name);
     Ok(LoadedModel {
         name: name.to_string(),
         table: table.clone(),
@@ -123,5 +130,6 @@ async fn load(name: &str, snapshot: &Snapshot) -> ApiResult<LoadedModel> {
         trained_at: stored.trained_at,
         accuracy: stored.accuracy,
         classifier: stored.classifier,
+        artifact_bytes: stored.artifact_bytes,
     })
 }

@@ -25,8 +25,14 @@ pub fn table() -> TableName {
     TableName::new(Layer::System, "model_runs")
 }
 
+/// Serialises appends within the process: with `run.concurrency > 1` two training steps may log
+/// at once, and the widening rewrite below must not race another append (the run lock already
+/// keeps other processes out).
+static APPENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Appends one step's run row, adding the columns the table does not have yet.
 pub async fn append(ctx: &StepContext, step: &TableName, row: RecordBatch) -> Result<u64> {
+    let _one_at_a_time = APPENDING.lock().await;
     let table = table();
     let meta = CommitMeta {
         run_id: ctx.run_id.clone(),

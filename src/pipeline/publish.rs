@@ -75,15 +75,19 @@ impl Publication {
         }
     }
 
-    /// Appends the run's row to `system.model_runs`, the last write; on failure every table the
-    /// step committed goes back.
+    /// Appends the run's row to `system.model_runs`, the last write; if the row could not be
+    /// built or appended, every table the step committed goes back.
     pub async fn log_run(
         &mut self,
         ctx: &StepContext,
         step: &TableName,
-        row: arrow::array::RecordBatch,
+        row: Result<arrow::array::RecordBatch>,
     ) -> Result<u64> {
-        match crate::pipeline::model_runs::append(ctx, step, row).await {
+        let appended = match row {
+            Ok(row) => crate::pipeline::model_runs::append(ctx, step, row).await,
+            Err(e) => Err(e),
+        };
+        match appended {
             Ok(version) => Ok(version),
             Err(e) => {
                 self.roll_back(ctx).await;

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use crate::api::TestServer;
 use crate::project::{copy_dir, repo_dir};
 
-/// Test accuracy of the example's model is at least this. Measured once at 0.985 (67 of 68
-/// held-out penguins, seed 42) and 0.985-1.0 over seeds 1-5; the issue's target is 0.95.
+/// Test accuracy of the example's model is at least this (the issue's target). Measured once at
+/// 0.972 (70 of 72 held-out penguins, seed 42) and 0.958-0.972 over forest seeds 1-5 on the same
+/// split (BENCHMARKS.md).
 const ACCURACY_BOUND: f64 = 0.95;
 
 struct Example {
@@ -140,14 +141,18 @@ fn the_classifier_learns_penguin_species_and_logs_its_run() {
         run["train_rows"].as_i64().unwrap() + run["test_rows"].as_i64().unwrap(),
         342
     );
-    assert_eq!(run["test_rows"], 68, "a fifth of 342, rounded");
+    let test_rows = run["test_rows"].as_i64().unwrap();
+    assert!(
+        (55..=82).contains(&test_rows),
+        "about a fifth of 342 held out: {test_rows}"
+    );
     assert_eq!(run["classes"], json!(["Adelie", "Chinstrap", "Gentoo"]));
 
     // The confusion matrix holds every test row; its diagonal is the accuracy.
     let matrix: Vec<Vec<i64>> = serde_json::from_value(run["confusion_matrix"].clone()).unwrap();
     let total: i64 = matrix.iter().flatten().sum();
     let diagonal: i64 = (0..3).map(|i| matrix[i][i]).sum();
-    assert_eq!(total, 68);
+    assert_eq!(total, test_rows);
     assert!((diagonal as f64 / total as f64 - accuracy).abs() < 1e-12);
     let metrics = run["class_metrics"].as_array().unwrap();
     assert_eq!(metrics.len(), 3);
@@ -167,9 +172,9 @@ fn the_classifier_learns_penguin_species_and_logs_its_run() {
          probabilities['Adelie'] + probabilities['Chinstrap'] + probabilities['Gentoo'] AS total \
          FROM gold.penguin_species_predictions",
     );
-    assert_eq!(predictions.len(), 68);
+    assert_eq!(predictions.len() as i64, test_rows);
     let correct = predictions.iter().filter(|p| p["correct"] == true).count();
-    assert!((correct as f64 / 68.0 - accuracy).abs() < 1e-12);
+    assert!((correct as f64 / test_rows as f64 - accuracy).abs() < 1e-12);
     for p in &predictions {
         assert!((p["total"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{p}");
         assert!(p["probability"].as_f64().unwrap() >= 1.0 / 3.0, "{p}");
@@ -180,7 +185,7 @@ fn the_classifier_learns_penguin_species_and_logs_its_run() {
          JOIN silver.penguins s ON p.penguin_id = s.penguin_id",
     );
     assert_eq!(
-        joined[0]["n"], 68,
+        joined[0]["n"], test_rows,
         "predictions join back to the input by id"
     );
 
@@ -275,6 +280,15 @@ async fn the_api_lists_the_model_predicts_and_switches_versions_after_a_retrain(
             .contains(&json!("POST /v1/models/penguin_species/predict"))
     );
 
+    let (_, openapi) = server.get_json("/openapi.json").await;
+    for path in [
+        "/v1/models",
+        "/v1/models/{name}",
+        "/v1/models/{name}/predict",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} not documented");
+    }
+
     let (status, detail) = server.get_json("/v1/models/penguin_species").await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     let first_version = detail["model"]["version"].as_u64().unwrap();
@@ -296,6 +310,7 @@ async fn the_api_lists_the_model_predicts_and_switches_versions_after_a_retrain(
     let (status, body) = predict(&server, predict_path, &one).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["model_version"], first_version);
+    assert_eq!(body["model"], "penguin_species");
     let prediction = &body["predictions"][0];
     assert_eq!(prediction["class"], "Gentoo");
     let sum: f64 = ["Adelie", "Chinstrap", "Gentoo"]
@@ -380,6 +395,10 @@ async fn the_api_lists_the_model_predicts_and_switches_versions_after_a_retrain(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(second["model_version"], first_version + 1);
+    // The run log is committed after the model: the refresher may have swapped the model in a
+    // tick before the log's new version. Pick up everything the finished run wrote.
+    let (status, _) = server.post_json("/v1/admin/refresh").await;
+    assert_eq!(status, StatusCode::OK);
     let (_, detail) = server.get_json("/v1/models/penguin_species").await;
     assert_eq!(detail["runs"], 2);
     assert_eq!(detail["latest_run"]["params"]["trees"], 15);
@@ -434,7 +453,11 @@ async fn als_and_classifier_runs_share_system_model_runs() {
         (&json!("gold.user_gender"), &json!("classifier"))
     );
     assert!(runs[1]["factors"].is_null() && runs[1]["accuracy"].is_f64());
-    assert_eq!(runs[1]["test_rows"], 30, "a fifth of 150 users");
+    let test_rows = runs[1]["test_rows"].as_i64().unwrap();
+    assert!(
+        (18..=42).contains(&test_rows),
+        "about a fifth of 150 users: {test_rows}"
+    );
 
     let server = TestServer::start(&project, "").await;
     let (status, list) = server.get_json("/v1/models").await;
@@ -459,36 +482,31 @@ async fn als_and_classifier_runs_share_system_model_runs() {
     assert_eq!(body["classes"], json!(["F", "M"]));
 }
 
-/// Lakes whose `system.model_runs` was written before classifiers shared it have NOT NULL ALS
-/// columns; the first classifier run rewrites the table with every column nullable, keeping its
-/// rows.
-#[test]
-fn a_run_log_written_before_classifiers_is_widened_keeping_its_rows() {
+/// Replaces the example's `system.model_runs` with a table of these columns (all NOT NULL), as
+/// another (older or broken) writer would have left it.
+fn write_model_runs(example: &Example, columns: Vec<(&str, arrow::array::ArrayRef)>) {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, RecordBatch, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::RecordBatch;
+    use arrow::datatypes::{Field, Schema};
     use strata::catalog::{Lake, TableName};
     use strata::pipeline::commit::{self, CommitMeta, WriteMode};
 
-    let example = Example::new();
     let lake_dir = example.dir.path().join("lake");
+    let _ = std::fs::remove_dir_all(lake_dir.join("system/model_runs"));
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), false))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let lake = Lake::try_new(&lake_dir).unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("run_id", DataType::Utf8, false),
-            Field::new("step", DataType::Utf8, false),
-            Field::new("factors", DataType::Int64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(StringArray::from(vec!["old-run"])),
-                Arc::new(StringArray::from(vec!["gold.recommendations"])),
-                Arc::new(Int64Array::from(vec![10])),
-            ],
-        )
-        .unwrap();
         let table: TableName = "system.model_runs".parse().unwrap();
         let mode = WriteMode::Append {
             partition_by: Vec::new(),
@@ -504,7 +522,29 @@ fn a_run_log_written_before_classifiers_is_widened_keeping_its_rows() {
         .await
         .unwrap();
     });
+}
 
+/// Lakes whose `system.model_runs` was written before classifiers shared it have NOT NULL ALS
+/// columns; the first classifier run rewrites the table with every column nullable, keeping its
+/// rows.
+#[test]
+fn a_run_log_written_before_classifiers_is_widened_keeping_its_rows() {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+
+    let example = Example::new();
+    write_model_runs(
+        &example,
+        vec![
+            ("run_id", Arc::new(StringArray::from(vec!["old-run"]))),
+            (
+                "step",
+                Arc::new(StringArray::from(vec!["gold.recommendations"])),
+            ),
+            ("factors", Arc::new(Int64Array::from(vec![10]))),
+        ],
+    );
     example.ok(&["run"]);
     let runs = example.query("SELECT run_id, step, kind, factors, accuracy FROM system.model_runs");
     assert_eq!(runs.len(), 2, "{runs:?}");
@@ -514,4 +554,61 @@ fn a_run_log_written_before_classifiers_is_widened_keeping_its_rows() {
     let new = runs.iter().find(|r| r["run_id"] != "old-run").unwrap();
     assert_eq!(new["kind"], "classifier");
     assert!(new["factors"].is_null() && new["accuracy"].is_f64());
+}
+
+/// The run log is the step's last write: when it cannot take the row, the predictions and the
+/// model the step had committed are taken back (removed on a first run, restored on a retrain).
+#[test]
+fn a_run_log_that_refuses_the_row_takes_the_new_model_back() {
+    use std::sync::Arc;
+
+    use arrow::array::StringArray;
+
+    let example = Example::new();
+    let accuracy_as_text = || {
+        vec![
+            (
+                "run_id",
+                Arc::new(StringArray::from(vec!["r"])) as arrow::array::ArrayRef,
+            ),
+            ("accuracy", Arc::new(StringArray::from(vec!["high"]))),
+        ]
+    };
+    let trained = |example: &Example| {
+        let tables: Value =
+            serde_json::from_str(&example.ok(&["tables", "--format", "json"])).unwrap();
+        tables
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["table"].as_str())
+            .filter(|t| t.starts_with("gold.penguin_species_"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    // First run: nothing to restore, so the new tables are removed.
+    write_model_runs(&example, accuracy_as_text());
+    let out = example.strata(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("system.model_runs") && stderr.contains("accuracy"),
+        "{stderr}"
+    );
+    assert!(trained(&example).is_empty(), "{:?}", trained(&example));
+
+    // A retrain: the previous model and predictions stay live.
+    std::fs::remove_dir_all(example.dir.path().join("lake/system/model_runs")).unwrap();
+    example.ok(&["run"]);
+    let model = "SELECT run_id FROM gold.penguin_species_model";
+    let live = example.query(model);
+    let predictions =
+        "SELECT penguin_id, predicted FROM gold.penguin_species_predictions ORDER BY penguin_id";
+    let live_predictions = example.query(predictions);
+    write_model_runs(&example, accuracy_as_text());
+    example.append_config("\n[steps.\"gold.penguin_species\"]\ntrees = 15\n");
+    assert_eq!(example.strata(&["run"]).status.code(), Some(1));
+    assert_eq!(example.query(model), live);
+    assert_eq!(example.query(predictions), live_predictions);
 }

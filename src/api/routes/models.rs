@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::cache::Cached;
 use crate::api::encode::json_rows;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::models::LoadedModel;
+use crate::api::models::{LAYER_PREFERENCE, LoadedModel};
 use crate::api::state::AppState;
 use crate::ml::forest::encoding::FeatureKind;
 use crate::pipeline::model_runs;
@@ -141,22 +141,28 @@ pub async fn model_get(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let (_, rows) = model_run_rows(&state).await?;
-    let (step, runs) = group_by_step(&rows)
-        .into_iter()
-        .find(|(step, _)| matches_name(step, &name))
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "model_not_found",
-                format!("no model {name:?} in system.model_runs (GET /v1/models lists them)"),
-            )
-        })?;
+    let mut steps = group_by_step(&rows);
+    let step = resolve_step(steps.keys(), &name).ok_or_else(|| {
+        ApiError::not_found(
+            "model_not_found",
+            format!("no model {name:?} in system.model_runs (GET /v1/models lists them)"),
+        )
+    })?;
+    let runs = steps.remove(&step).unwrap_or_default();
     let summary = summary(&step, &runs);
+    // The run history answers even when the model table is gone or unreadable.
     let model = if summary.kind == crate::pipeline::classifier_step::run_row::KIND {
-        let loaded = state
+        match state
             .models
             .classifier(&state.snapshots, &summary.step, None)
-            .await?;
-        Some(classifier_info(&loaded))
+            .await
+        {
+            Ok(loaded) => Some(classifier_info(&loaded)),
+            Err(e) => {
+                tracing::warn!(step = %step, error = %e.message, "model not loadable");
+                None
+            }
+        }
     } else {
         None
     };
@@ -177,7 +183,10 @@ pub async fn model_get(
         (status = 200, body = PredictResponse),
         (status = 400, description = "bad_json", body = crate::api::error::ErrorBody),
         (status = 404, description = "model_not_found, version_not_found", body = crate::api::error::ErrorBody),
+        (status = 408, description = "timeout", body = crate::api::error::ErrorBody),
+        (status = 413, description = "body larger than serve.max_body_bytes", body = crate::api::error::ErrorBody),
         (status = 422, description = "invalid_record: names the record and the field", body = crate::api::error::ErrorBody),
+        (status = 500, description = "the model table cannot be read (the server log has why)", body = crate::api::error::ErrorBody),
     ))]
 pub async fn predict_post(
     State(state): State<Arc<AppState>>,
@@ -371,9 +380,17 @@ fn group_by_step(rows: &[Map<String, Value>]) -> BTreeMap<String, Vec<Map<String
     steps
 }
 
-/// `penguin_species` and `gold.penguin_species` both name step `gold.penguin_species`.
-fn matches_name(step: &str, name: &str) -> bool {
-    step == name || step.split_once('.').is_some_and(|(_, bare)| bare == name)
+/// The step `name` means: `gold.penguin_species` itself, or for `penguin_species` the step of that
+/// name in the first layer of [`LAYER_PREFERENCE`] that has one (as predictions resolve it).
+fn resolve_step<'a>(steps: impl Iterator<Item = &'a String>, name: &str) -> Option<String> {
+    let steps: Vec<&String> = steps.collect();
+    if name.contains('.') {
+        return steps.into_iter().find(|s| *s == name).cloned();
+    }
+    LAYER_PREFERENCE
+        .iter()
+        .map(|layer| format!("{layer}.{name}"))
+        .find(|candidate| steps.contains(&candidate))
 }
 
 fn summary(step: &str, runs: &[Map<String, Value>]) -> ModelSummary {
@@ -462,9 +479,15 @@ mod tests {
     }
 
     #[test]
-    fn a_model_name_matches_its_step_with_or_without_the_layer() {
-        assert!(matches_name("gold.penguin_species", "penguin_species"));
-        assert!(matches_name("gold.penguin_species", "gold.penguin_species"));
-        assert!(!matches_name("gold.penguin_species", "penguin"));
+    fn a_model_name_resolves_to_its_step_preferring_gold() {
+        let steps: Vec<String> = ["bronze.species", "gold.species", "silver.other"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let resolve = |name: &str| resolve_step(steps.iter(), name);
+        assert_eq!(resolve("species").as_deref(), Some("gold.species"));
+        assert_eq!(resolve("bronze.species").as_deref(), Some("bronze.species"));
+        assert_eq!(resolve("other").as_deref(), Some("silver.other"));
+        assert_eq!(resolve("spec"), None);
     }
 }

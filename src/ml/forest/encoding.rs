@@ -5,8 +5,10 @@
 //! scaling changes nothing for a forest (it would for distance- or gradient-based models). Each
 //! categorical feature becomes one 0/1 column per category seen in training, in sorted order; a
 //! missing (null) category seen in training is a category of its own (`null`), so records with an
-//! unknown sex still score. A category never seen in training is an error naming the field and
-//! the known values: silently zeroing it would score a record the model knows nothing about.
+//! unknown sex still score. The categories are those of the whole input table (the classifier
+//! step fits the encoder on every row, held-out ones included: the vocabulary, not the labels). A
+//! category the input never had is an error naming the field and the known values: silently
+//! zeroing it would score a record the model knows nothing about.
 
 use std::collections::BTreeSet;
 

@@ -59,25 +59,29 @@ pub fn evaluate(classes: &[String], actual: &[usize], predicted: &[usize]) -> Ev
     }
 }
 
-/// Which rows are test rows: the rows are ranked by a seeded hash of their key (an id, or the
-/// row's values) and the first `test_fraction` of the ranking is held out (at least one row each
-/// side when there are two or more). Keyed, not positional: the split does not depend on the
-/// order the table's files are read in, and a row keeps its side when other rows are added.
+/// Which rows are test rows: each row is held out when a seeded hash of its key (an id, or the
+/// row's values) falls in the lowest `test_fraction` of the hash range, so about that fraction is
+/// held out. The decision is per row, not positional: it does not depend on the order the table's
+/// files are read in, and a row keeps its side when rows are added or removed. With two or more
+/// rows each side gets at least one (the row with the lowest or highest hash crosses over).
 pub fn holdout(keys: &[String], test_fraction: f64, seed: u64) -> Vec<bool> {
-    let n = keys.len();
-    let mut ranking: Vec<(u64, usize)> = keys
+    let hashes: Vec<u64> = keys
         .iter()
-        .enumerate()
-        .map(|(i, key)| (seeded_hash(key.as_bytes(), seed), i))
+        .map(|key| seeded_hash(key.as_bytes(), seed))
         .collect();
-    ranking.sort_unstable();
-    let mut tests = ((n as f64) * test_fraction).round() as usize;
-    if n >= 2 {
-        tests = tests.clamp(1, n - 1);
-    }
-    let mut is_test = vec![false; n];
-    for &(_, row) in &ranking[..tests.min(n)] {
-        is_test[row] = true;
+    let cut = (test_fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+    let mut is_test: Vec<bool> = hashes.iter().map(|&h| h < cut).collect();
+    if keys.len() >= 2 {
+        let extreme = |pick_max: bool| {
+            let order = (0..hashes.len()).map(|i| (hashes[i], i));
+            let found = if pick_max { order.max() } else { order.min() };
+            found.map(|(_, i)| i).expect("at least two rows")
+        };
+        if is_test.iter().all(|t| !t) {
+            is_test[extreme(false)] = true;
+        } else if is_test.iter().all(|t| *t) {
+            is_test[extreme(true)] = false;
+        }
     }
     is_test
 }
@@ -119,28 +123,27 @@ mod tests {
     }
 
     #[test]
-    fn the_holdout_is_seeded_sized_and_keyed_not_positional() {
-        let keys: Vec<String> = (0..100).map(|i| format!("row-{i}")).collect();
+    fn the_holdout_is_seeded_sized_and_per_row() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("row-{i}")).collect();
         let a = holdout(&keys, 0.2, 7);
-        assert_eq!(a.iter().filter(|t| **t).count(), 20);
+        let held = a.iter().filter(|t| **t).count();
+        assert!((170..=230).contains(&held), "{held} of 1000 held out");
         assert_eq!(a, holdout(&keys, 0.2, 7));
         assert_ne!(a, holdout(&keys, 0.2, 8));
-        let two = ["a".to_string(), "b".to_string()];
-        assert_eq!(holdout(&two, 0.01, 1).iter().filter(|t| **t).count(), 1);
 
-        // Reading the rows in another order holds out the same rows.
-        let reversed: Vec<String> = keys.iter().rev().cloned().collect();
-        let b = holdout(&reversed, 0.2, 7);
-        let held = |keys: &[String], split: &[bool]| {
-            let mut held: Vec<String> = keys
-                .iter()
-                .zip(split)
-                .filter(|(_, t)| **t)
-                .map(|(k, _)| k.clone())
-                .collect();
-            held.sort();
-            held
-        };
-        assert_eq!(held(&keys, &a), held(&reversed, &b));
+        // Each row keeps its side when rows are added, and when the rows are read in another
+        // order.
+        let more: Vec<String> = (0..1500).rev().map(|i| format!("row-{i}")).collect();
+        let b = holdout(&more, 0.2, 7);
+        for (key, side) in keys.iter().zip(&a) {
+            let at = more.iter().position(|k| k == key).unwrap();
+            assert_eq!(b[at], *side, "{key} changed sides");
+        }
+
+        // Two rows: one each side, whatever the fraction.
+        let two = ["a".to_string(), "b".to_string()];
+        for fraction in [0.0001, 0.5, 0.9999] {
+            assert_eq!(holdout(&two, fraction, 1).iter().filter(|t| **t).count(), 1);
+        }
     }
 }

@@ -196,7 +196,7 @@ pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<S
         write_seconds: write_started.elapsed().as_secs_f64(),
         output_versions: output_versions.clone(),
     };
-    publication.log_run(ctx, step, run.to_batch()?).await?;
+    publication.log_run(ctx, step, run.to_batch()).await?;
 
     Ok(StepResult {
         status: StepStatus::Committed,

@@ -21,6 +21,8 @@ pub struct StoredModel {
     pub input_table: String,
     pub accuracy: Option<f64>,
     pub classifier: Classifier,
+    /// Size of the stored artifact (what the model costs in memory, roughly).
+    pub artifact_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +73,8 @@ pub async fn read(provider: Arc<dyn TableProvider>) -> Result<StoredModel, Artif
         )));
     }
     let artifact = arrow::compute::cast(batch.column(1), &DataType::Binary).map_err(unreadable)?;
-    let classifier = Classifier::from_bytes(artifact.as_binary::<i32>().value(0))
-        .map_err(ArtifactError::Unreadable)?;
+    let bytes = artifact.as_binary::<i32>().value(0);
+    let classifier = Classifier::from_bytes(bytes).map_err(ArtifactError::Unreadable)?;
     let accuracy = arrow::compute::cast(batch.column(5), &DataType::Float64).map_err(unreadable)?;
     let accuracy = accuracy.as_primitive::<Float64Type>();
     Ok(StoredModel {
@@ -81,5 +83,6 @@ pub async fn read(provider: Arc<dyn TableProvider>) -> Result<StoredModel, Artif
         input_table: text(4)?,
         accuracy: (!accuracy.is_null(0)).then(|| accuracy.value(0)),
         classifier,
+        artifact_bytes: bytes.len(),
     })
 }

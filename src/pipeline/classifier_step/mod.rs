@@ -6,7 +6,8 @@
 //! Phases: read the input at one Delta version; encode the features (one-hot categories, nulls a
 //! category of their own); split the rows by a seeded hash of their id; train on the train rows;
 //! predict the test rows and measure accuracy, per-class precision and recall and the confusion
-//! matrix; commit the predictions, then the model; append the run.
+//! matrix; commit the predictions, then the model; append the run. The step's line in `strata
+//! run` reports the predictions table (rows, version); its note names the model version.
 //!
 //! The published model is the one that was measured (trained on the train rows only), so the
 //! accuracy in `system.model_runs` is the accuracy of the model the API serves. Each training
@@ -90,8 +91,9 @@ pub async fn run(
     let fingerprint = fingerprint(spec);
     let outputs = spec::outputs(step);
     let model_table = spec::model_table(step);
+    let predictions_table = spec::predictions_table(step);
     if let Some(unchanged) =
-        publish::up_to_date(ctx, &outputs, &model_table, &fingerprint, &inputs).await?
+        publish::up_to_date(ctx, &outputs, &predictions_table, &fingerprint, &inputs).await?
     {
         return Ok(unchanged);
     }
@@ -151,8 +153,8 @@ pub async fn run(
         inputs,
         fingerprint: Some(fingerprint),
     };
-    publication
-        .overwrite(ctx, &spec::predictions_table(step), predictions, &meta)
+    let predictions_version = publication
+        .overwrite(ctx, &predictions_table, predictions, &meta)
         .await?;
     let model_version = publication
         .overwrite(ctx, &model_table, model_row, &meta)
@@ -162,12 +164,12 @@ pub async fn run(
         output_versions: publication.versions.clone(),
         ..run
     };
-    publication.log_run(ctx, step, run.to_batch()?).await?;
+    publication.log_run(ctx, step, run.to_batch()).await?;
 
     Ok(StepResult {
         status: StepStatus::Committed,
         rows: test_rows,
-        version: model_version,
+        version: predictions_version,
         detail: format!(
             "accuracy {:.4} on {} test rows ({} train), {} trees in {:.2}s; model version {}",
             run.evaluation.accuracy,
@@ -284,11 +286,7 @@ fn dataset(
     }
     let labels: Vec<String> = (0..n).map(|r| label.value(r).to_string()).collect();
     let keys = match &spec.id_column {
-        Some(id) => {
-            let ids = cast(rows.column(0), &DataType::Utf8).map_err(|e| format!("{id}: {e}"))?;
-            let ids = ids.as_string::<i32>();
-            (0..n).map(|r| ids.value(r).to_string()).collect()
-        }
+        Some(id) => unique_ids(table, id, rows.column(0))?,
         None => records
             .iter()
             .zip(&labels)
@@ -302,6 +300,31 @@ fn dataset(
         keys,
         categorical,
     })
+}
+
+/// The id column as text. NULL or repeated ids are refused: the split is keyed by id (a NULL or
+/// repeated id would put rows on one side as a block) and the predictions join back by it.
+fn unique_ids(
+    table: &TableName,
+    id: &str,
+    column: &arrow::array::ArrayRef,
+) -> std::result::Result<Vec<String>, String> {
+    let ids = cast(column, &DataType::Utf8).map_err(|e| format!("id_column {id:?}: {e}"))?;
+    let ids = ids.as_string::<i32>();
+    if ids.null_count() > 0 {
+        return Err(format!(
+            "{table}.{id} (the id_column) has {} NULL values; every row needs an id",
+            ids.null_count()
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let keys: Vec<String> = (0..ids.len()).map(|r| ids.value(r).to_string()).collect();
+    if let Some(repeated) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+        return Err(format!(
+            "{table}.{id} (the id_column) repeats {repeated:?}; ids must be unique"
+        ));
+    }
+    Ok(keys)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -325,6 +348,8 @@ fn column_kind(data_type: &DataType) -> ColumnKind {
 /// Splits, trains on the train rows and measures on the test rows. CPU-bound: runs on a
 /// blocking thread.
 fn train(spec: &ClassifierSpec, data: &Dataset) -> std::result::Result<Trained, String> {
+    // The vocabulary of categories comes from every row (a category only held-out rows have is
+    // still a known value of the input); only the labels of the train rows are learned from.
     let encoder = Encoder::fit(&spec.features, &data.categorical, &data.records);
     // Every row must encode before training: a bad row is named by its id, not by position.
     for (r, record) in data.records.iter().enumerate() {
@@ -339,7 +364,7 @@ fn train(spec: &ClassifierSpec, data: &Dataset) -> std::result::Result<Trained, 
             ));
         }
     }
-    let is_test = forest::holdout(&data.keys, spec.test_fraction, spec.seed);
+    let is_test = forest::holdout(&data.keys, spec.test_fraction, spec.split_seed());
     let pick = |test: bool| -> (Vec<Vec<FeatureValue>>, Vec<String>) {
         let rows = (0..data.records.len()).filter(|&r| is_test[r] == test);
         rows.map(|r| (data.records[r].clone(), data.labels[r].clone()))
@@ -392,4 +417,198 @@ fn fingerprint(spec: &ClassifierSpec) -> String {
     hasher.update(b"classifier-step-v1");
     hasher.update(serde_json::to_string(spec).unwrap_or_default().as_bytes());
     format!("{:x}", hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+    };
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn spec(features: &[&str], categorical: Option<&[&str]>) -> ClassifierSpec {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ClassifierSpec {
+            input: "silver.t".into(),
+            label: "label".into(),
+            features: names(features),
+            categorical: categorical.map(names),
+            id_column: Some("id".into()),
+            trees: 10,
+            ..Default::default()
+        }
+    }
+
+    /// `id`, the given feature columns and `label`, in that order (the order `read_input` gives).
+    fn rows(features: Vec<(&str, ArrayRef)>, labels: ArrayRef, ids: ArrayRef) -> RecordBatch {
+        let mut columns = vec![("id", ids)];
+        columns.extend(features);
+        columns.push(("label", labels));
+        let schema = Schema::new(
+            columns
+                .iter()
+                .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        RecordBatch::try_new(
+            Arc::new(schema),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap()
+    }
+
+    fn ids(n: i64) -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(0..n))
+    }
+
+    fn table() -> TableName {
+        "silver.t".parse().unwrap()
+    }
+
+    #[test]
+    fn numeric_labels_boolean_features_and_listed_numeric_categories_are_read() {
+        let n = 60;
+        let x: Vec<f64> = (0..n)
+            .map(|i| (i % 2) as f64 * 10.0 + (i % 7) as f64)
+            .collect();
+        let flag: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+        let code: Vec<i64> = (0..n).map(|i| 100 + i % 3).collect();
+        let label: Vec<i64> = (0..n).map(|i| i % 2).collect();
+        let batch = rows(
+            vec![
+                ("x", Arc::new(Float64Array::from(x))),
+                ("flag", Arc::new(BooleanArray::from(flag))),
+                ("code", Arc::new(Int64Array::from(code))),
+            ],
+            Arc::new(Int64Array::from(label)),
+            ids(n),
+        );
+        let spec = spec(&["x", "flag", "code"], Some(&["flag", "code"]));
+        let data = dataset(&spec, &table(), batch).unwrap();
+        assert_eq!(data.categorical, ["flag", "code"]);
+        assert_eq!(data.records[0][1], FeatureValue::Category("true".into()));
+        assert_eq!(data.records[0][2], FeatureValue::Number(100.0));
+        assert_eq!(data.labels[..2], ["0", "1"]);
+        let trained = train(&spec, &data).unwrap();
+        assert_eq!(trained.model.classes, ["0", "1"]);
+        assert_eq!(
+            trained.model.encoder.columns(),
+            [
+                "x",
+                "flag=false",
+                "flag=true",
+                "code=100",
+                "code=101",
+                "code=102"
+            ]
+        );
+        assert!(
+            trained.evaluation.accuracy > 0.9,
+            "{:?}",
+            trained.evaluation
+        );
+    }
+
+    #[test]
+    fn a_class_only_the_test_rows_have_stays_in_the_evaluation() {
+        let n = 50;
+        let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let spec = spec(&["x"], None);
+        let is_test = forest::holdout(&keys, spec.test_fraction, spec.split_seed());
+        let lone = is_test.iter().position(|t| *t).unwrap();
+        let labels: Vec<String> = (0..n)
+            .map(|i| match i {
+                _ if i == lone => "c".to_string(),
+                _ if i % 2 == 0 => "a".to_string(),
+                _ => "b".to_string(),
+            })
+            .collect();
+        let x: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
+        let batch = rows(
+            vec![("x", Arc::new(Float64Array::from(x)))],
+            Arc::new(StringArray::from(labels)),
+            ids(n as i64),
+        );
+        let data = dataset(&spec, &table(), batch).unwrap();
+        let trained = train(&spec, &data).unwrap();
+        assert_eq!(trained.model.classes, ["a", "b"]);
+        let c = &trained.evaluation.classes[2];
+        assert_eq!((c.class.as_str(), c.support, c.recall), ("c", 1, Some(0.0)));
+        assert_eq!(trained.evaluation.confusion.len(), 3);
+    }
+
+    #[test]
+    fn ids_must_be_present_and_unique() {
+        let batch = |ids: ArrayRef| {
+            rows(
+                vec![("x", Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])))],
+                Arc::new(StringArray::from(vec!["a", "b", "a"])),
+                ids,
+            )
+        };
+        let spec = spec(&["x"], None);
+        let err = dataset(
+            &spec,
+            &table(),
+            batch(Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("silver.t.id") && err.contains("1 NULL"),
+            "{err}"
+        );
+        let err = dataset(
+            &spec,
+            &table(),
+            batch(Arc::new(Int64Array::from(vec![1, 2, 1]))),
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("repeats \"1\""), "{err}");
+    }
+
+    #[test]
+    fn unusable_features_and_tiny_tables_are_errors_not_panics() {
+        let label: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        let dates = rows(
+            vec![("day", Arc::new(Date32Array::from(vec![1, 2])))],
+            Arc::clone(&label),
+            ids(2),
+        );
+        let err = dataset(&spec(&["day"], None), &table(), dates)
+            .err()
+            .unwrap();
+        assert!(err.contains("feature \"day\" is Date32"), "{err}");
+
+        let text = rows(
+            vec![
+                ("x", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+                ("island", Arc::new(StringArray::from(vec!["A", "B"]))),
+            ],
+            Arc::clone(&label),
+            ids(2),
+        );
+        let spec_x = spec(&["x", "island"], Some(&["x"]));
+        let err = dataset(&spec_x, &table(), text).err().unwrap();
+        assert!(
+            err.contains("\"island\" is text") && err.contains("categorical"),
+            "{err}"
+        );
+
+        // Two rows: one trains, one tests, and one class cannot be learned from.
+        let two = rows(
+            vec![("x", Arc::new(Float64Array::from(vec![1.0, 2.0])))],
+            label,
+            ids(2),
+        );
+        let spec = spec(&["x"], None);
+        let data = dataset(&spec, &table(), two).unwrap();
+        let err = train(&spec, &data).err().unwrap();
+        assert!(err.contains("only one class"), "{err}");
+    }
 }

@@ -103,7 +103,8 @@ impl ClassifierRun {
                 text("eval_method"),
                 one_string(&format!(
                     "holdout {} seed {}",
-                    spec.test_fraction, spec.seed
+                    spec.test_fraction,
+                    spec.split_seed()
                 )),
             ),
             (int("train_rows"), int_value(self.train_rows as i64)),

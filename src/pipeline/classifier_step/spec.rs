@@ -8,7 +8,7 @@
 //! id_column = "penguin_id"   # optional: copied to the predictions
 //! trees = 100
 //! test_fraction = 0.2
-//! seed = 42
+//! seed = 42                 # the forest's and the split's (split_seed = N seeds the split alone)
 //! ```
 //!
 //! Unknown keys and out-of-range values are errors naming the file.
@@ -46,10 +46,14 @@ pub struct ClassifierSpec {
     pub categorical: Option<Vec<String>>,
     /// A column identifying rows, copied to the predictions so they join back to the input.
     pub id_column: Option<String>,
-    /// Fraction of the input rows held out (seeded shuffle) to measure the model.
+    /// About this fraction of the input rows is held out to measure the model (chosen per row by a
+    /// seeded hash of its id, see [`crate::ml::forest::holdout`]).
     pub test_fraction: f64,
-    /// Seeds the split and the forest: the same input and settings train the same model.
+    /// Seeds the forest (and the split, unless `split_seed` is set): the same input and settings
+    /// train the same model.
     pub seed: u64,
+    /// Seeds the train/test split alone, to compare forests of several seeds on the same rows.
+    pub split_seed: Option<u64>,
     pub trees: u16,
     /// 0: grow each tree until its leaves are pure.
     pub max_depth: u16,
@@ -68,6 +72,7 @@ impl Default for ClassifierSpec {
             id_column: None,
             test_fraction: 0.2,
             seed: forest.seed,
+            split_seed: None,
             trees: forest.trees,
             max_depth: forest.max_depth,
             features_per_split: forest.features_per_split,
@@ -127,6 +132,12 @@ impl ClassifierSpec {
                 return Err(format!("features lists the id_column {feature:?}"));
             }
         }
+        if self.id_column.as_ref() == Some(&self.label) {
+            return Err(format!(
+                "id_column and label are both {:?}: the id identifies rows, the label is the class",
+                self.label
+            ));
+        }
         for column in self.input_columns() {
             if [PREDICTED, PROBABILITY, PROBABILITIES, CORRECT].contains(&column.as_str()) {
                 return Err(format!(
@@ -167,6 +178,11 @@ impl ClassifierSpec {
         columns.extend(self.features.iter().cloned());
         columns.push(self.label.clone());
         columns
+    }
+
+    /// The seed of the train/test split.
+    pub fn split_seed(&self) -> u64 {
+        self.split_seed.unwrap_or(self.seed)
     }
 
     pub fn forest_params(&self) -> ForestParams {
@@ -226,7 +242,9 @@ mod tests {
             Some("trees = 7\nseed = 3"),
         )
         .unwrap();
-        assert_eq!((spec.trees, spec.seed), (7, 3));
+        assert_eq!((spec.trees, spec.seed, spec.split_seed()), (7, 3, 3));
+        let spec = resolve(MINIMAL, Some("seed = 3\nsplit_seed = 42")).unwrap();
+        assert_eq!((spec.seed, spec.split_seed()), (3, 42));
     }
 
     #[test]
@@ -259,6 +277,10 @@ mod tests {
             (
                 "input = \"penguins\"\nlabel = \"s\"\nfeatures = [\"a\"]",
                 "input",
+            ),
+            (
+                &format!("{MINIMAL}id_column = \"species\""),
+                "id_column and label",
             ),
         ] {
             let err = resolve(text, None).unwrap_err().to_string();
