@@ -158,6 +158,38 @@ pub fn resolve(file: &Path, header: Table, config: Option<&Table>) -> Result<Ste
     Ok(settings)
 }
 
+/// Reads a training step's TOML file (`<name>.als.toml`, `<name>.classifier.toml`), merges the
+/// config's `[steps."layer.name"]` over it key by key (the config wins), deserialises it and runs
+/// `validate`. Every problem is an error naming the file; `kind` names the step kind in messages.
+pub fn read_step_file<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    config: Option<&Table>,
+    kind: &str,
+    validate: impl FnOnce(&T) -> std::result::Result<(), String>,
+) -> Result<T> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let settings_error = |message: String| Error::StepSettings {
+        file: file.to_path_buf(),
+        message,
+    };
+    let mut merged: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| settings_error(e.message().to_string()))?;
+    if let Some(config) = config {
+        merge(&mut merged, config);
+    }
+    let spec: T = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            settings_error(format!(
+                "invalid {kind} step settings (file or config [steps]): {}",
+                e.message()
+            ))
+        })?;
+    validate(&spec).map_err(settings_error)?;
+    Ok(spec)
+}
+
 pub fn merge(into: &mut Table, from: &Table) {
     for (key, value) in from {
         match (into.get_mut(key), value) {

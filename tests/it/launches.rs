@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::project::{copy_dir, repo_dir};
+use crate::project::{copy_dir, repo_dir, strata_command};
 
 /// Serves `dir` on 127.0.0.1:0 from a background thread; returns the base URL. The server lives
 /// as long as the test process.
@@ -32,18 +32,10 @@ struct Example {
 
 impl Example {
     fn strata(&self, args: &[&str]) -> std::process::Output {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
-        command
-            .current_dir(self.dir.path())
+        strata_command(self.dir.path())
             .arg("--config")
             .arg("strata.toml")
-            .args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STRATA_") {
-                command.env_remove(key);
-            }
-        }
-        command
+            .args(args)
             .env("SPACEX_API", &self.api)
             // Pages of 10 (28 launches: 3 pages) and quick retries, on top of the example's file.
             .env("STRATA_SOURCES__LAUNCHES__BODY__OPTIONS__LIMIT", "10")

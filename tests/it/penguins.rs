@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api::TestServer;
-use crate::project::{copy_dir, repo_dir};
+use crate::project::{copy_dir, repo_dir, strata_command};
 
 /// Test accuracy of the example's model is at least this (the target). Measured once at
 /// 0.972 (70 of 72 held-out penguins, seed 42) and 0.958-0.972 over forest seeds 1-5 on the same
@@ -31,18 +31,12 @@ impl Example {
     }
 
     fn strata(&self, args: &[&str]) -> std::process::Output {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
-        command
-            .current_dir(self.dir.path())
+        strata_command(self.dir.path())
             .arg("--config")
             .arg("strata.toml")
-            .args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STRATA_") {
-                command.env_remove(key);
-            }
-        }
-        command.output().unwrap()
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {

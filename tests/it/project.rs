@@ -120,14 +120,10 @@ impl Project {
 
     /// Runs `strata ARGS` in the project directory with a clean `STRATA_*` environment.
     pub fn strata(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-        command.current_dir(self.root()).args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STRATA_") {
-                command.env_remove(key);
-            }
-        }
-        command.output().expect("strata runs")
+        strata_command(self.root())
+            .args(args)
+            .output()
+            .expect("strata runs")
     }
 
     /// Runs a command that must succeed and returns its stdout.
@@ -174,6 +170,19 @@ impl Project {
         let row = rows[0].as_object().unwrap();
         row.values().next().unwrap().as_i64().unwrap()
     }
+}
+
+/// The real `strata` binary, to run in `dir`, without the `STRATA_*` variables of the test's own
+/// environment (they would override the project's config).
+pub fn strata_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STRATA_") {
+            command.env_remove(key);
+        }
+    }
+    command
 }
 
 /// Copies a directory tree, leaving out any `lake/` directory (a copied example starts empty).

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use toml::Table;
 
 use crate::catalog::TableName;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ml::forest::ForestParams;
 
 /// The file suffix that marks a classifier step in the SQL directory.
@@ -83,28 +83,12 @@ impl Default for ClassifierSpec {
 impl ClassifierSpec {
     /// Reads the step file, merges the config's settings over it and validates the result.
     pub fn resolve(file: &Path, config: Option<&Table>) -> Result<ClassifierSpec> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-        let settings_error = |message: String| Error::StepSettings {
-            file: file.to_path_buf(),
-            message,
-        };
-        let mut merged: Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| settings_error(e.message().to_string()))?;
-        if let Some(config) = config {
-            crate::pipeline::settings::merge(&mut merged, config);
-        }
-        let spec: ClassifierSpec =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    settings_error(format!(
-                        "invalid classifier step settings (file or config [steps]): {}",
-                        e.message()
-                    ))
-                })?;
-        spec.validate().map_err(settings_error)?;
-        Ok(spec)
+        crate::pipeline::settings::read_step_file(
+            file,
+            config,
+            "classifier",
+            ClassifierSpec::validate,
+        )
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
