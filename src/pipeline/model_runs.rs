@@ -39,32 +39,24 @@ pub async fn append(ctx: &StepContext, step: &TableName, row: RecordBatch) -> Re
         step: step.to_string(),
         ..Default::default()
     };
-    if !ctx.lake.exists(&table).await? {
-        let row = pad(&row, &nullable(&row.schema()))?;
-        return commit_rows(
-            ctx,
-            &table,
-            vec![row],
-            WriteMode::AppendAddingColumns,
-            &meta,
+    // The row in the table's shape, and the table when it still has NOT NULL columns.
+    let (row, widen) = if ctx.lake.exists(&table).await? {
+        let delta = ctx.lake.open(&table).await?;
+        let provider = crate::catalog::provider(&delta).await?;
+        let existing = provider.schema();
+        let unified = unify(&table, &existing, &row.schema())?;
+        let has_not_null = existing.fields().iter().any(|f| !f.is_nullable());
+        (
+            pad(&row, &unified)?,
+            has_not_null.then_some((provider, unified)),
         )
-        .await;
-    }
-    let delta = ctx.lake.open(&table).await?;
-    let provider = crate::catalog::provider(&delta).await?;
-    let existing = provider.schema();
-    let unified = unify(&table, &existing, &row.schema())?;
-    let row = pad(&row, &unified)?;
-    if existing.fields().iter().all(|f| f.is_nullable()) {
-        return commit_rows(
-            ctx,
-            &table,
-            vec![row],
-            WriteMode::AppendAddingColumns,
-            &meta,
-        )
-        .await;
-    }
+    } else {
+        (pad(&row, &nullable(&row.schema()))?, None)
+    };
+    let Some((provider, unified)) = widen else {
+        let mode = WriteMode::AppendAddingColumns;
+        return commit_rows(ctx, &table, vec![row], mode, &meta).await;
+    };
     // Tables written before ALS and classifier runs shared this table have NOT NULL columns, which
     // a row of the other kind cannot fill. Rewrite it once, every column nullable, in the same
     // commit as the new row (the earlier versions stay readable by time travel).
