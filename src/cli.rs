@@ -428,7 +428,10 @@ async fn bench_predict(
     let provider = crate::catalog::provider(&delta).await?;
     let stored = artifact::read(provider)
         .await
-        .map_err(|e| Error::Usage(format!("{table}: {e}")))?;
+        .map_err(|e| Error::Classifier {
+            step: step.clone(),
+            message: format!("{table}: {e}"),
+        })?;
     let input: TableName = stored.input_table.parse()?;
     let rows = query::run(
         lake,
@@ -447,8 +450,14 @@ async fn bench_predict(
         crate::ml::forest::bench::run(&stored.classifier, &records, iterations)
     })
     .await
-    .map_err(|e| Error::Usage(format!("benchmark panicked: {e}")))?
-    .map_err(|e| Error::Usage(format!("{input}: {e}")))?;
+    .map_err(|e| Error::Classifier {
+        step: step.clone(),
+        message: format!("benchmark panicked: {e}"),
+    })?
+    .map_err(|e| Error::Classifier {
+        step: step.clone(),
+        message: format!("{input}: {e}"),
+    })?;
     Ok(serde_json::json!({
         "model": table.to_string(),
         "version": version,

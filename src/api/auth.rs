@@ -171,3 +171,33 @@ pub async fn require_token(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn predictions_and_model_reads_need_a_reader_writes_an_admin() {
+        for (method, path) in [
+            (Method::GET, "/v1/models"),
+            (Method::GET, "/v1/models/penguin_species"),
+            (Method::POST, "/v1/models/penguin_species/predict"),
+            (Method::POST, "/v1/query"),
+            (Method::GET, "/v1/tables/gold.x/rows"),
+        ] {
+            assert_eq!(
+                required_role(&method, path),
+                Role::Reader,
+                "{method} {path}"
+            );
+        }
+        for (method, path) in [
+            (Method::POST, "/v1/runs"),
+            (Method::POST, "/v1/tables/bronze.x/rows"),
+            (Method::POST, "/v1/admin/refresh"),
+        ] {
+            assert_eq!(required_role(&method, path), Role::Admin, "{method} {path}");
+        }
+    }
+}
