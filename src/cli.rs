@@ -384,7 +384,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             spec.seed = seed;
             spec.validate().map_err(Error::Usage)?;
             let dir = out.unwrap_or_else(|| config.ingest.raw_dir.clone());
-            if crate::pipeline::remote_source::is_remote(&dir) {
+            if crate::ingest::Location::is_remote(&dir) {
                 return Err(Error::Usage(format!(
                     "ingest.raw_dir is {}: pass --out DIR to write the sample locally, then \
                      upload it",
@@ -396,7 +396,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 move || sample::write_sample(&spec, &dir)
             })
             .await
-            .map_err(|e| Error::Usage(format!("sample generator panicked: {e}")))?
+            .map_err(|e| Error::Internal(format!("sample generator panicked: {e}")))?
             .map_err(|e| Error::io(&dir, e))?;
             emit!(
                 "wrote {} users, {} movies, {} ratings to {}",
@@ -480,7 +480,7 @@ async fn run_als_bench(args: als::BenchArgs) -> Result<()> {
     );
     let report = tokio::task::spawn_blocking(move || als::run_bench(&args))
         .await
-        .map_err(|e| Error::Usage(format!("benchmark panicked: {e}")))??;
+        .map_err(|e| Error::Internal(format!("benchmark panicked: {e}")))??;
     emit!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
@@ -525,7 +525,10 @@ async fn open_lake(config: &Config, for_writing: bool) -> Result<Lake> {
 }
 
 fn parse_tables(names: &[String]) -> Result<Vec<TableName>> {
-    names.iter().map(|n| n.parse()).collect()
+    Ok(names
+        .iter()
+        .map(|n| n.parse())
+        .collect::<std::result::Result<_, _>>()?)
 }
 
 /// One line per step: table, status, rows, Delta version, milliseconds, and a note.

@@ -58,10 +58,14 @@ pub async fn bind(
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|source| Error::Serve {
+            what: format!("cannot listen on {addr}"),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Serve {
+        what: format!("cannot listen on {addr}"),
+        source,
+    })?;
     let app = router(dir, failures);
     Ok((bound, async move {
         let _ = axum::serve(listener, app).await;

@@ -1,36 +1,45 @@
 //! Strata: a lakehouse engine in one binary.
 //!
-//! Raw files become Delta tables in three layers, driven by SQL:
+//! Raw sources become Delta tables in three layers, driven by SQL:
 //!
 //! ```text
-//!  raw files ──ingest──▶ bronze.<source>          (+ bronze.<source>__rejects, system.ingested_files)
+//!  files (local, s3://), HTTP JSON APIs ──ingest──▶ bronze.<source>  (+ __rejects, system.ingested_files)
 //!                           │
 //!            sql/silver/*.sql ──▶ silver.<name>   (one SELECT per file; DAG read from the SQL)
 //!                           │
 //!            sql/gold/*.sql   ──▶ gold.<name>     (expectations checked before every commit)
 //!                           │
-//!   sql/gold/<name>.als.toml ──▶ gold.user_recommendations, gold.similar_items, ... (ALS, all or none)
+//!   sql/gold/<name>.als.toml ──▶ gold.user_recommendations, ... (ALS, all or none)
+//!   sql/<layer>/<name>.classifier.toml ──▶ <name>_predictions, <name>_model (random forest)
+//!                                          + a row of system.model_runs per training
 //! ```
 //!
-//! Tour of the modules:
-//! - [`config`]: defaults < config file < `STRATA_*` env < flags, all problems reported at once.
+//! Tour of the modules, from the bottom of the module graph up (a module imports only those
+//! listed before it, `ml` and `sample` importing none):
+//! - [`error`]: the crate error; each variant's [`error::Fault`] decides exit code and HTTP status.
+//! - [`storage`]: where the lake lives (`LakeRoot`: a directory or `s3://`), object-store access
+//!   checks, the conditional-write check, clear storage errors.
+//! - [`session`]: the one factory of DataFusion sessions (memory pool, planner).
 //! - [`catalog`]: `layer.name` ⇄ `<lake>/<layer>/<name>/`; opening tables (latest, version, as-of);
-//!   a DataFusion session where every table is queryable, plus `table_version` / `table_as_of`.
-//! - [`ingest`]: parsers for CSV, MovieLens `::` files, JSON/NDJSON and Parquet that account for every
-//!   line (a row or a reject).
-//! - [`pipeline`]: the step DAG, per-step settings and expectations, ingest, SQL and ALS steps,
-//!   commits, and the run scheduler.
-//! - [`inspect`]: table list, version history, restore.
-//! - [`query`]: read-only SQL.
-//! - [`fixtures`]: `strata fixtures serve`, recorded JSON APIs served locally for offline examples.
-//! - [`sample`]: the seeded MovieLens-shaped data generator.
-//! - [`storage`]: lakes on object storage (S3): access checks, conditional-write check, clear errors.
-//! - [`ml`]: alternating least squares (training, recommendations, evaluation, `strata bench als`).
-//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations, auth,
-//!   version-keyed cache, metrics, OpenAPI).
+//!   a session where every table is queryable, plus `table_version` / `table_as_of`.
+//! - [`ingest`]: sources as one typed enum (`SourceSpec`), where their files live (`Location`, local
+//!   or `s3://`), parsers for CSV, MovieLens `::` files, JSON/NDJSON and Parquet that account for
+//!   every line (a row or a reject), and HTTP JSON API fetching.
+//! - [`config`]: defaults < config file < `STRATA_*` env < flags, all problems reported at once;
+//!   composes the sections other modules own (sources, serve settings, run options).
+//! - [`pipeline`]: the step DAG and its step kinds (ingest, SQL, ALS, classifier), expectations,
+//!   commits, publishing training outputs all or none, retries, the run scheduler, the run log and
+//!   the lake lock, and runs started from `serve` (on request or on a cron schedule).
+//! - [`query`]: read-only SQL. [`inspect`]: table list, version history, restore.
+//! - [`ml`]: alternating least squares and random forests (training, evaluation, benchmarks).
+//! - [`sample`]: the seeded MovieLens-shaped data generator. [`fixtures`]: `strata fixtures
+//!   serve`, recorded JSON APIs served locally for offline examples.
+//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations,
+//!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI).
 //! - [`output`], [`cli`]: rendering and the command line.
 //!
 //! Every table is a plain Delta table, so Spark, DuckDB, pandas and polars read the lake directly.
+//! `ARCHITECTURE.md` follows a run and a request through these modules.
 
 pub mod api;
 pub mod catalog;
@@ -45,6 +54,7 @@ pub mod output;
 pub mod pipeline;
 pub mod query;
 pub mod sample;
+pub mod session;
 pub mod storage;
 
 pub use error::{Error, Result};

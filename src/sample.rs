@@ -42,7 +42,9 @@
 //! # Cost
 //! Memory is O(users + items * rank): ratings are streamed user by user, never held. Each file
 //! is written to `<name>.tmp` and renamed into place, so a crash never leaves a half file
-//! under the real name.
+//! under the real name. [`write_sample_all_at_once`], which `strata run` uses on an empty raw
+//! directory, goes further: the three files appear together or not at all, and what an
+//! interrupted first run left behind is recognised ([`RawDir::IncompleteSample`]) and replaced.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -267,6 +269,118 @@ pub fn write_sample(spec: &SampleSpec, out_dir: &Path) -> io::Result<SampleSumma
         items: spec.items,
         ratings: spec.ratings,
         files: vec![ratings, movies, users],
+    })
+}
+
+/// The files of a sample, in the order [`write_sample`] lists them.
+pub const SAMPLE_FILES: [&str; 3] = ["ratings.dat", "movies.dat", "users.dat"];
+
+/// Present in a raw directory while [`write_sample_all_at_once`] moves files in one by one.
+const INCOMPLETE_MARKER: &str = ".strata-sample-incomplete";
+
+/// What a raw directory holds, as far as generating a sample into it is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RawDir {
+    /// Missing, or no visible files: a sample may be written.
+    Empty,
+    /// Only some of the sample's files and their `.tmp` partials, as an interrupted first run
+    /// leaves them: the listed files are leftovers to remove before writing the sample again.
+    IncompleteSample(Vec<PathBuf>),
+    /// Anything else is the user's data: never touched.
+    Data,
+}
+
+impl RawDir {
+    /// Looks at `dir` (hidden files are ignored).
+    pub fn inspect(dir: &Path) -> RawDir {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return RawDir::Empty;
+        };
+        let mut visible = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                visible.push((name, entry.path()));
+            }
+        }
+        if visible.is_empty() {
+            return RawDir::Empty;
+        }
+        let is_sample_file = |name: &str| {
+            let base = name.strip_suffix(".tmp").unwrap_or(name);
+            SAMPLE_FILES.contains(&base)
+        };
+        // Only what a sample writer leaves is taken for a sample: a `.tmp` partial (older versions
+        // wrote the files in place) or the marker of an interrupted move. A directory of the
+        // user's own `ratings.dat` alone is data, never removed.
+        let interrupted = dir.join(INCOMPLETE_MARKER).exists()
+            || visible.iter().any(|(name, _)| name.ends_with(".tmp"));
+        if interrupted && visible.iter().all(|(name, _)| is_sample_file(name)) {
+            let mut leftovers: Vec<PathBuf> = visible.into_iter().map(|(_, p)| p).collect();
+            leftovers.sort();
+            return RawDir::IncompleteSample(leftovers);
+        }
+        RawDir::Data
+    }
+}
+
+/// Writes a sample into `dir` so that it appears all at once: the files are written into a
+/// staging directory beside `dir` and moved in with one directory rename (or, when `dir` holds
+/// hidden files, one file rename each, ratings last). A crash leaves either no sample or, at
+/// worst, an [`RawDir::IncompleteSample`] that the next call replaces. Staging directories left
+/// by killed writers are removed first.
+pub fn write_sample_all_at_once(spec: &SampleSpec, dir: &Path) -> io::Result<SampleSummary> {
+    spec.validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "raw".into());
+    fs::create_dir_all(&parent)?;
+    let staging_prefix = format!(".{name}.sample-");
+    for entry in fs::read_dir(&parent)?.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&staging_prefix)
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    if let RawDir::IncompleteSample(leftovers) = RawDir::inspect(dir) {
+        for file in leftovers {
+            fs::remove_file(file)?;
+        }
+        let _ = fs::remove_file(dir.join(INCOMPLETE_MARKER));
+    }
+    let staging = parent.join(format!("{staging_prefix}{}", std::process::id()));
+    let summary = write_sample(spec, &staging)?;
+    // Renaming a directory over an empty one replaces it; over one with hidden files it fails.
+    let moved = match fs::rename(&staging, dir) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            fs::create_dir_all(dir)?;
+            // Until the marker is gone, the directory reads as an incomplete sample.
+            let marker = dir.join(INCOMPLETE_MARKER);
+            File::create(&marker)?;
+            SAMPLE_FILES
+                .iter()
+                .try_for_each(|file| fs::rename(staging.join(file), dir.join(file)))
+                .and_then(|()| fs::remove_file(&marker))
+                .and_then(|()| fs::remove_dir(&staging))
+        }
+    };
+    if let Err(e) = moved {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    Ok(SampleSummary {
+        files: SAMPLE_FILES.iter().map(|f| dir.join(f)).collect(),
+        ..summary
     })
 }
 
@@ -1415,6 +1529,60 @@ mod tests {
             ratings: 30_000,
             seed: 7,
         }
+    }
+
+    #[test]
+    fn an_interrupted_first_run_is_recognised_and_replaced_never_the_users_data() {
+        let root = tempfile::tempdir().unwrap();
+        let raw = root.path().join("lake/raw");
+        assert_eq!(RawDir::inspect(&raw), RawDir::Empty);
+
+        // What a SIGKILL during an older version's first run left behind.
+        fs::create_dir_all(&raw).unwrap();
+        for file in ["movies.dat", "users.dat", "ratings.dat.tmp"] {
+            fs::write(raw.join(file), "partial").unwrap();
+        }
+        // ... and a staging directory of a killed writer.
+        fs::create_dir_all(root.path().join("lake/.raw.sample-999")).unwrap();
+        assert!(matches!(RawDir::inspect(&raw), RawDir::IncompleteSample(l) if l.len() == 3));
+
+        let summary = write_sample_all_at_once(&small(), &raw).unwrap();
+        assert_eq!(summary.files.len(), 3);
+        let mut names: Vec<String> = fs::read_dir(&raw)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["movies.dat", "ratings.dat", "users.dat"]);
+        let rendered = render(&small());
+        assert_eq!(fs::read(raw.join("ratings.dat")).unwrap(), rendered.ratings);
+        let lake: Vec<String> = fs::read_dir(root.path().join("lake"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(lake, ["raw"], "no staging left beside the raw directory");
+        assert_eq!(RawDir::inspect(&raw), RawDir::Data);
+
+        // A user's own partial data is data.
+        let own = root.path().join("own");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(own.join("ratings.dat"), "1::1::5::0\n").unwrap();
+        assert_eq!(RawDir::inspect(&own), RawDir::Data);
+    }
+
+    #[test]
+    fn a_raw_directory_with_hidden_files_gets_the_sample_too() {
+        let root = tempfile::tempdir().unwrap();
+        let raw = root.path().join("raw");
+        fs::create_dir_all(&raw).unwrap();
+        fs::write(raw.join(".gitkeep"), "").unwrap();
+        assert_eq!(RawDir::inspect(&raw), RawDir::Empty);
+        write_sample_all_at_once(&small(), &raw).unwrap();
+        for file in SAMPLE_FILES {
+            assert!(raw.join(file).is_file(), "{file}");
+        }
+        assert!(raw.join(".gitkeep").exists());
+        assert!(!raw.join(INCOMPLETE_MARKER).exists());
     }
 
     /// A fresh directory under the system temp dir, removed on drop.

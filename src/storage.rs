@@ -1,4 +1,5 @@
-//! Reaching a lake that lives on object storage (`s3://bucket/prefix/`).
+//! Where the lake lives ([`LakeRoot`]: a directory or `s3://bucket/prefix/`) and reaching a lake on
+//! object storage.
 //!
 //! `deltalake` and `object_store` do the work; this module adds what a user needs around them:
 //! - one object store rooted at the lake, built from the same storage options as every table, for
@@ -9,8 +10,9 @@
 //!   when the store honours `If-None-Match: *`, so a store that silently ignores it is refused
 //!   unless the user opts in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -19,6 +21,70 @@ use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPay
 use url::Url;
 
 use crate::error::{Error, Result};
+
+/// `[lake]`: a local directory or an `s3://bucket/prefix` URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LakeConfig {
+    pub root: LakeRoot,
+    /// Passed unchanged to `deltalake`/`object_store` (`aws_endpoint`, `aws_region`, ...); they win
+    /// over the `AWS_*` environment variables, which those crates read themselves.
+    pub storage_options: BTreeMap<String, String>,
+    /// Opt-in for object stores that ignore conditional writes: without it Strata refuses to write
+    /// to such a store, because two concurrent commits could silently overwrite each other.
+    pub allow_unsafe_concurrent_writes: bool,
+}
+
+/// Where the lake lives: `<root>/<layer>/<name>/` holds each Delta table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeRoot {
+    Local(PathBuf),
+    /// An object-store URL whose path ends in `/` (`s3://bucket/prefix/`).
+    Remote(Url),
+}
+
+impl LakeRoot {
+    /// URL schemes the lake may live under besides the local disk.
+    pub const REMOTE_SCHEMES: [&str; 2] = ["s3", "s3a"];
+
+    /// Parses `lake.root`: a URL with a supported scheme, `file://` or a plain path.
+    pub fn parse(text: &str) -> std::result::Result<LakeRoot, String> {
+        if !text.contains("://") {
+            return Ok(LakeRoot::Local(PathBuf::from(text)));
+        }
+        let mut url = Url::parse(text).map_err(|e| format!("{text:?} is not a valid URL: {e}"))?;
+        if url.scheme() == "file" {
+            return url
+                .to_file_path()
+                .map(LakeRoot::Local)
+                .map_err(|()| format!("{text:?} is not a local file URL"));
+        }
+        if !Self::REMOTE_SCHEMES.contains(&url.scheme()) {
+            return Err(format!(
+                "unsupported scheme {:?} in {text:?}: use a local path or s3://bucket/prefix",
+                url.scheme()
+            ));
+        }
+        if url.host_str().unwrap_or("").is_empty() {
+            return Err(format!(
+                "{text:?} names no bucket: write s3://bucket/prefix"
+            ));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(LakeRoot::Remote(url))
+    }
+}
+
+impl fmt::Display for LakeRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LakeRoot::Local(path) => write!(f, "{}", path.display()),
+            LakeRoot::Remote(url) => write!(f, "{url}"),
+        }
+    }
+}
 
 /// An object store rooted at the lake's URL.
 #[derive(Clone)]

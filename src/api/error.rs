@@ -1,8 +1,9 @@
 //! The API's one error type: an HTTP status, a stable machine code and a message, rendered as
 //! `{"error":{"code":"table_not_found","message":"..."}}`.
 //!
-//! Client faults carry their message back; internal failures answer a generic message and log the
-//! detail, so nothing about the server's files leaks to a caller.
+//! Status follows [`crate::error::Fault`]: the client's faults (400) and the data's (422) carry
+//! their message back; system failures answer 500 with a generic message and log the detail, so
+//! nothing about the server's files leaks to a caller.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use tracing::error;
 use utoipa::ToSchema;
 
-use crate::error::Error;
+use crate::error::{Error, Fault};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -92,7 +93,15 @@ impl From<Error> for ApiError {
             ),
             Error::Query(e) => ApiError::from(e),
             Error::DataFusion(e) => ApiError::from(e),
-            other => ApiError::internal(crate::error::error_chain(&other)),
+            other => match other.fault() {
+                Fault::User => ApiError::bad_request("bad_request", other.to_string()),
+                Fault::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable",
+                    crate::error::error_chain(&other),
+                ),
+                Fault::System => ApiError::internal(crate::error::error_chain(&other)),
+            },
         }
     }
 }

@@ -226,7 +226,10 @@ impl Server {
         state.lake.check_access(writes_on_its_own).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|source| Error::Serve {
+                what: format!("cannot listen on {addr}"),
+                source,
+            })?;
         Ok(Server { listener, state })
     }
 
@@ -259,7 +262,10 @@ impl Server {
         let result = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|e| Error::Usage(format!("server failed: {e}")));
+            .map_err(|source| Error::Serve {
+                what: "the server failed".into(),
+                source,
+            });
         refresher.abort();
         if let Some(scheduler) = scheduler {
             scheduler.abort();

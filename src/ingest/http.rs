@@ -3,7 +3,7 @@
 //! Owns: the `http` source settings (URL, method, headers whose values may name environment
 //! variables, query parameters, JSON body, pagination, retries, timeout, the path to the record
 //! array), the fetch loop and the JSON → Arrow conversion. Nested objects stay structs and arrays
-//! stay lists: nothing is stringified. Does not own: writing to the lake (`pipeline::http_step`).
+//! stay lists: nothing is stringified. Does not own: writing to the lake (`pipeline::ingest_step`).
 //!
 //! Pagination kinds:
 //! - `page`: a page number (`param`, from `start`), in the query string or the JSON body
@@ -26,6 +26,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use url::Url;
 
+use super::source::SourceKind;
+
 /// Lineage column: the request that returned the record.
 pub const REQUEST_URL: &str = "_request_url";
 /// Lineage column: when that response arrived.
@@ -34,33 +36,115 @@ pub const FETCHED_AT: &str = "_fetched_at";
 /// Pages fetched at most, a guard against an API that never says it is done.
 const DEFAULT_MAX_PAGES: u64 = 10_000;
 
-/// How an `http` source is fetched.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSpec {
+/// `format = "http"`: how the source is fetched and merged.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSource {
     /// The endpoint; `${NAME}` / `${NAME:-default}` name environment variables, resolved at fetch
     /// time (`${SPACEX_API:-https://api.spacexdata.com}/v4/launches` lets a test or an offline
     /// demo point the source elsewhere).
     pub url: String,
+    #[serde(default)]
     pub method: Method,
     /// Header name → value; `${NAME}` inside a value is replaced by the environment variable NAME
     /// at fetch time (tokens stay out of config files).
+    #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "super::source::text_map")]
     pub query: BTreeMap<String, String>,
     /// JSON body for POST (e.g. a query API's `{"query": {}, "options": {"limit": 50}}`).
+    #[serde(default)]
     pub body: Option<Value>,
     /// Dot path to the array of records in each response; empty: the response is the array.
+    #[serde(default, deserialize_with = "dot_path")]
     pub records_path: Vec<String>,
+    #[serde(default)]
     pub pagination: Pagination,
+    #[serde(default = "default_retries")]
     pub retries: u32,
+    #[serde(
+        default = "default_retry_backoff",
+        deserialize_with = "super::source::duration"
+    )]
     pub retry_backoff: Duration,
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "super::source::duration"
+    )]
     pub timeout: Duration,
+    /// Pages fetched at most (at least one is always fetched).
+    #[serde(default = "default_max_pages")]
     pub max_pages: u64,
+    /// Records are upserted on this field.
+    #[serde(default = "default_merge_key")]
+    pub merge_key: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+fn default_retries() -> u32 {
+    4
+}
+
+fn default_retry_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_pages() -> u64 {
+    DEFAULT_MAX_PAGES
+}
+
+fn default_merge_key() -> String {
+    "id".into()
+}
+
+fn dot_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    Ok(parse_path(&text))
+}
+
+impl SourceKind for HttpSource {
+    /// What the types cannot say: the URL (with its variables' defaults, when all have one) must
+    /// parse as http(s), a body needs POST, the merge key must name a field.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        match substitute_env(&self.url, |_| None).map(|text| Url::parse(&text)) {
+            Ok(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
+                errors.push(("url", format!("{url} is not an http(s) URL")))
+            }
+            Ok(Err(e)) => errors.push(("url", format!("not a valid URL: {e}"))),
+            _ => {}
+        }
+        if self.body.is_some() && self.method == Method::Get {
+            errors.push(("body", "a body needs method = \"POST\"".into()));
+        }
+        if self.merge_key.is_empty() {
+            errors.push(("merge_key", "must not be empty".into()));
+        }
+        errors
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
+    #[default]
     Get,
     Post,
+}
+
+impl<'de> serde::Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        match text.to_ascii_uppercase().as_str() {
+            "GET" => Ok(Method::Get),
+            "POST" => Ok(Method::Post),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?}: use GET or POST"
+            ))),
+        }
+    }
 }
 
 /// Where a pagination parameter goes.
@@ -71,8 +155,10 @@ pub enum ParamIn {
     Body,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(try_from = "RawPagination")]
 pub enum Pagination {
+    #[default]
     None,
     Page {
         param: String,
@@ -111,7 +197,7 @@ pub type RetryNotice<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Fetches every page.
 pub async fn fetch_all(
-    spec: &HttpSpec,
+    spec: &HttpSource,
     on_retry: RetryNotice<'_>,
 ) -> Result<Vec<Page>, FetchError> {
     let client = reqwest::Client::builder()
@@ -124,7 +210,7 @@ pub async fn fetch_all(
     let mut pages = Vec::new();
     let mut next = Request::first(spec, url);
     let mut received = 0u64;
-    for _ in 0..spec.max_pages {
+    for _ in 0..spec.max_pages.max(1) {
         let Some(request) = next.take() else {
             return Ok(pages);
         };
@@ -167,7 +253,7 @@ struct Response {
 }
 
 impl Request {
-    fn first(spec: &HttpSpec, mut url: Url) -> Option<Request> {
+    fn first(spec: &HttpSource, mut url: Url) -> Option<Request> {
         if !spec.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in &spec.query {
@@ -228,7 +314,7 @@ impl Request {
     /// The request after `response`, or `None` when the pagination says it was the last.
     fn next(
         mut self,
-        spec: &HttpSpec,
+        spec: &HttpSource,
         response: &Response,
         empty: bool,
         received: u64,
@@ -351,7 +437,7 @@ pub fn substitute_env(
 
 async fn send_with_retries(
     client: &reqwest::Client,
-    spec: &HttpSpec,
+    spec: &HttpSource,
     headers: &[(String, String)],
     request: &Request,
     on_retry: RetryNotice<'_>,
@@ -406,7 +492,7 @@ async fn send_with_retries(
                     retry_after,
                 )
             }
-            Err(e) => (true, crate::error::error_chain(&e), None),
+            Err(e) => (true, crate::error::chain::error_chain(&e), None),
         };
         if !retryable || attempt >= spec.retries {
             let tries = if retryable {
@@ -555,6 +641,62 @@ fn storable_type(data_type: &DataType) -> DataType {
     }
 }
 
+/// `pagination = { kind = ..., ... }` as written; checked into a [`Pagination`].
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPagination {
+    kind: Option<String>,
+    param: Option<String>,
+    /// `query` (default) or `body`.
+    #[serde(rename = "in")]
+    location: Option<String>,
+    start: Option<u64>,
+    has_more_path: Option<String>,
+    cursor_path: Option<String>,
+}
+
+impl TryFrom<RawPagination> for Pagination {
+    type Error = String;
+
+    fn try_from(raw: RawPagination) -> Result<Pagination, String> {
+        let location = match raw.location.as_deref() {
+            None | Some("query") => ParamIn::Query,
+            Some("body") => ParamIn::Body,
+            Some(other) => return Err(format!("in = {other:?}: use \"query\" or \"body\"")),
+        };
+        let param = |default: &str| raw.param.clone().unwrap_or_else(|| default.to_string());
+        let has_more_path = parse_path(raw.has_more_path.as_deref().unwrap_or(""));
+        Ok(match raw.kind.as_deref() {
+            None | Some("none") => Pagination::None,
+            Some("page") => Pagination::Page {
+                param: param("page"),
+                start: raw.start.unwrap_or(1),
+                location,
+                has_more_path,
+            },
+            Some("offset") => Pagination::Offset {
+                param: param("offset"),
+                location,
+                has_more_path,
+            },
+            Some("cursor") => Pagination::Cursor {
+                param: param("cursor"),
+                location,
+                cursor_path: match raw.cursor_path.as_deref() {
+                    Some(p) if !p.is_empty() => parse_path(p),
+                    _ => return Err("kind = \"cursor\" needs cursor_path (where the next cursor is in each response)".into()),
+                },
+            },
+            Some("link") => Pagination::Link,
+            Some(other) => {
+                return Err(format!(
+                    "kind = {other:?}: use \"page\", \"offset\", \"cursor\", \"link\" or \"none\""
+                ));
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,14 +793,10 @@ mod tests {
         assert_eq!(substitute_env("${TOKEN:-x}", lookup).unwrap(), "s3cret");
     }
 
-    fn spec(pagination: Pagination) -> HttpSpec {
-        RawHttp {
-            url: Some("https://api.example.com/items?fixed=1".into()),
-            ..Default::default()
-        }
-        .validate()
-        .map(|spec| HttpSpec { pagination, ..spec })
-        .unwrap()
+    fn spec(pagination: Pagination) -> HttpSource {
+        let spec: HttpSource =
+            toml::from_str("url = \"https://api.example.com/items?fixed=1\"").unwrap();
+        HttpSource { pagination, ..spec }
     }
 
     fn response(body: Value, next_link: Option<&str>) -> Response {
@@ -670,7 +808,7 @@ mod tests {
         }
     }
 
-    fn first(spec: &HttpSpec) -> Request {
+    fn first(spec: &HttpSource) -> Request {
         Request::first(spec, resolve_url(&spec.url).unwrap()).unwrap()
     }
 
@@ -758,201 +896,5 @@ mod tests {
             body,
             serde_json::json!({"query": {}, "options": {"limit": 2, "page": 3}})
         );
-    }
-}
-
-/// The `http` keys of a `[sources.<name>]` table, as written.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
-#[serde(default)]
-pub struct RawHttp {
-    pub url: Option<String>,
-    pub method: Option<String>,
-    pub headers: BTreeMap<String, String>,
-    pub query: BTreeMap<String, toml::Value>,
-    pub body: Option<toml::Value>,
-    pub records_path: Option<String>,
-    pub pagination: Option<RawPagination>,
-    pub retries: Option<u32>,
-    pub retry_backoff: Option<String>,
-    pub timeout: Option<String>,
-    pub max_pages: Option<u64>,
-}
-
-#[derive(Debug, Default, Clone, serde::Deserialize)]
-#[serde(default)]
-pub struct RawPagination {
-    pub kind: Option<String>,
-    pub param: Option<String>,
-    /// `query` (default) or `body`.
-    #[serde(rename = "in")]
-    pub location: Option<String>,
-    pub start: Option<u64>,
-    pub has_more_path: Option<String>,
-    pub cursor_path: Option<String>,
-}
-
-impl RawHttp {
-    /// Whether any http-only key was given (they are errors on file sources).
-    pub fn any_given(&self) -> bool {
-        self.url.is_some()
-            || self.method.is_some()
-            || !self.headers.is_empty()
-            || !self.query.is_empty()
-            || self.body.is_some()
-            || self.records_path.is_some()
-            || self.pagination.is_some()
-            || self.retries.is_some()
-            || self.retry_backoff.is_some()
-            || self.timeout.is_some()
-            || self.max_pages.is_some()
-    }
-
-    /// Checks every key; each problem is (key, message).
-    pub fn validate(self) -> Result<HttpSpec, Vec<(&'static str, String)>> {
-        let mut errors = Vec::new();
-        let url = match self.url {
-            // Check what can be checked now: a URL without variables must parse; one with
-            // variables must parse with their defaults, when all have one.
-            Some(template) => {
-                let with_defaults = substitute_env(&template, |_| None);
-                match with_defaults.map(|text| Url::parse(&text)) {
-                    Ok(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
-                        errors.push(("url", format!("{url} is not an http(s) URL")))
-                    }
-                    Ok(Err(e)) => errors.push(("url", format!("not a valid URL: {e}"))),
-                    _ => {}
-                }
-                Some(template)
-            }
-            None => {
-                errors.push((
-                    "url",
-                    "missing (the API endpoint, e.g. https://api.example.com/v1/items)".into(),
-                ));
-                None
-            }
-        };
-        let method = match self
-            .method
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("GET") => Method::Get,
-            Some("POST") => Method::Post,
-            Some(other) => {
-                errors.push(("method", format!("{other:?}: use GET or POST")));
-                Method::Get
-            }
-        };
-        let query = self
-            .query
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    toml::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, text)
-            })
-            .collect();
-        let body = self
-            .body
-            .map(|b| serde_json::to_value(b).unwrap_or(Value::Null));
-        if body.is_some() && method == Method::Get {
-            errors.push(("body", "a body needs method = \"POST\"".into()));
-        }
-        let duration =
-            |key: &'static str, text: Option<String>, default: Duration, errors: &mut Vec<_>| {
-                match text.as_deref().map(humantime::parse_duration) {
-                    None => default,
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => {
-                        errors.push((
-                            key,
-                            format!("not a duration (e.g. \"500ms\", \"30s\"): {e}"),
-                        ));
-                        default
-                    }
-                }
-            };
-        let retry_backoff = duration(
-            "retry_backoff",
-            self.retry_backoff,
-            Duration::from_millis(500),
-            &mut errors,
-        );
-        let timeout = duration(
-            "timeout",
-            self.timeout,
-            Duration::from_secs(30),
-            &mut errors,
-        );
-        let pagination = match self.pagination {
-            None => Pagination::None,
-            Some(raw) => match raw.into_pagination() {
-                Ok(p) => p,
-                Err(message) => {
-                    errors.push(("pagination", message));
-                    Pagination::None
-                }
-            },
-        };
-        match (url, errors.is_empty()) {
-            (Some(url), true) => Ok(HttpSpec {
-                url,
-                method,
-                headers: self.headers,
-                query,
-                body,
-                records_path: parse_path(self.records_path.as_deref().unwrap_or("")),
-                pagination,
-                retries: self.retries.unwrap_or(4),
-                retry_backoff,
-                timeout,
-                max_pages: self.max_pages.unwrap_or(DEFAULT_MAX_PAGES).max(1),
-            }),
-            _ => Err(errors),
-        }
-    }
-}
-
-impl RawPagination {
-    fn into_pagination(self) -> Result<Pagination, String> {
-        let location = match self.location.as_deref() {
-            None | Some("query") => ParamIn::Query,
-            Some("body") => ParamIn::Body,
-            Some(other) => return Err(format!("in = {other:?}: use \"query\" or \"body\"")),
-        };
-        let param = |default: &str| self.param.clone().unwrap_or_else(|| default.to_string());
-        let has_more_path = parse_path(self.has_more_path.as_deref().unwrap_or(""));
-        Ok(match self.kind.as_deref() {
-            None | Some("none") => Pagination::None,
-            Some("page") => Pagination::Page {
-                param: param("page"),
-                start: self.start.unwrap_or(1),
-                location,
-                has_more_path,
-            },
-            Some("offset") => Pagination::Offset {
-                param: param("offset"),
-                location,
-                has_more_path,
-            },
-            Some("cursor") => Pagination::Cursor {
-                param: param("cursor"),
-                location,
-                cursor_path: match self.cursor_path.as_deref() {
-                    Some(p) if !p.is_empty() => parse_path(p),
-                    _ => return Err("kind = \"cursor\" needs cursor_path (where the next cursor is in each response)".into()),
-                },
-            },
-            Some("link") => Pagination::Link,
-            Some(other) => {
-                return Err(format!(
-                    "kind = {other:?}: use \"page\", \"offset\", \"cursor\", \"link\" or \"none\""
-                ));
-            }
-        })
     }
 }

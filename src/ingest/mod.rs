@@ -1,9 +1,10 @@
-//! Raw-file ingestion: turns delimited text, JSON and Parquet files into a stream of Arrow record batches.
+//! Raw sources: what a source is (`source`), where its files live (`location`), and turning delimited
+//! text, JSON and Parquet files, or the pages of an HTTP JSON API (`http`), into Arrow record batches.
 //!
-//! Owns: the public contract (`open_reader`, `FileReader`, `Format`, `Reject`, `IngestError`), dispatch to the
-//! per-format modules, and the physical-line reader the line-based text formats share. Does not own: writing
-//! batches anywhere, what happens to rejects (the caller stores or logs them), or remote storage (paths are
-//! local files).
+//! Owns: the `[sources.<name>]` settings ([`SourceSpec`]), the file reader contract (`open_reader`,
+//! `FileReader`, `Format`, `Reject`, `IngestError`), dispatch to the per-format modules, and the
+//! physical-line reader the line-based text formats share. Does not own: writing batches anywhere or
+//! what happens to rejects (`pipeline::ingest_step` stores them), or the config layering.
 //!
 //! Semantics: `open_reader` does all file-level work up front (open, header, inference, Parquet footer) and
 //! fails with an `IngestError` naming the file; after that, a record that cannot become a row becomes a
@@ -18,10 +19,14 @@
 mod delimited;
 pub mod http;
 mod json;
+pub mod location;
 mod parquet;
 mod schema;
+pub mod source;
 
+pub use location::Location;
 pub use schema::{ColumnSpec, ColumnType, parse_columns};
+pub use source::SourceSpec;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};

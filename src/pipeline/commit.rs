@@ -85,7 +85,7 @@ pub async fn commit(
     meta: &CommitMeta,
 ) -> Result<u64> {
     // The same streaming path as step results: one place decides casts and write modes.
-    let ctx = crate::catalog::write_session();
+    let ctx = crate::session::scratch_session();
     let frame = if batches.is_empty() {
         // deltalake needs the schema even when there is no row.
         ctx.read_batch(RecordBatch::new_empty(schema))?

@@ -3,7 +3,7 @@
 //! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
 //! `sql_step`, `als_step` and `classifier_step` run one step each (the training steps publish
 //! through `publish` and log to `model_runs`), `expectations` checks a result before commit, `commit` writes it,
-//! `remote_source` downloads sources that live on object storage, `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
+//! `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
 //! `lake_lock` keeps it the only run on its lake.
 //!
 //! Invariant: a step commits each table it writes at most once per run, and only after its result passed its expectations;
@@ -14,12 +14,10 @@ pub mod classifier_step;
 pub mod commit;
 pub mod dag;
 pub mod expectations;
-pub mod http_step;
 pub mod ingest_step;
 pub mod lake_lock;
 pub mod model_runs;
 pub mod publish;
-pub mod remote_source;
 pub mod retry;
 pub mod run;
 pub mod run_log;

@@ -336,7 +336,7 @@ async fn resume_selection(
             .split(',')
             .filter(|t| !t.is_empty())
             .map(|t| t.parse())
-            .collect::<Result<_>>()?
+            .collect::<std::result::Result<_, _>>()?
     };
     let original = dag.select(&tables, downstream)?;
     // A step's last attempt decides: attempts are logged in order.
@@ -445,17 +445,34 @@ async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
 async fn generate_sample_if_empty(config: &Config) -> Result<()> {
     let raw_dir = config.ingest.raw_dir.clone();
     // A landing area on object storage is the user's own data: never write a sample into it.
-    let remote = crate::pipeline::remote_source::is_remote(&raw_dir);
-    if !config.sample.generate_if_empty || remote || dir_has_files(&raw_dir) {
+    let remote = crate::ingest::Location::is_remote(&raw_dir);
+    if !config.sample.generate_if_empty || remote {
         return Ok(());
+    }
+    match sample::RawDir::inspect(&raw_dir) {
+        sample::RawDir::Data => return Ok(()),
+        sample::RawDir::Empty => {}
+        sample::RawDir::IncompleteSample(leftovers) => {
+            eprintln!(
+                "{} holds an incomplete sample ({}), left by an interrupted run: writing it again",
+                raw_dir.display(),
+                leftovers
+                    .iter()
+                    .filter_map(|p| p.file_name())
+                    .map(|n| n.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     let spec = config.sample.spec;
     info!(dir = %raw_dir.display(), ratings = spec.ratings, "raw directory is empty: generating sample data");
     let dir = raw_dir.clone();
-    let summary = tokio::task::spawn_blocking(move || sample::write_sample(&spec, &dir))
-        .await
-        .map_err(|e| Error::Usage(format!("sample generator panicked: {e}")))?
-        .map_err(|e| Error::io(&raw_dir, e))?;
+    let summary =
+        tokio::task::spawn_blocking(move || sample::write_sample_all_at_once(&spec, &dir))
+            .await
+            .map_err(|e| Error::Internal(format!("sample generator panicked: {e}")))?
+            .map_err(|e| Error::io(&raw_dir, e))?;
     eprintln!(
         "generated sample data in {}: {} users, {} movies, {} ratings",
         raw_dir.display(),
@@ -464,15 +481,4 @@ async fn generate_sample_if_empty(config: &Config) -> Result<()> {
         summary.ratings
     );
     Ok(())
-}
-
-fn dir_has_files(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir)
-        .map(|mut entries| {
-            entries.any(|e| {
-                e.map(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .unwrap_or(false)
-            })
-        })
-        .unwrap_or(false)
 }

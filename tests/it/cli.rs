@@ -174,6 +174,35 @@ fn generated_sample_round_trips_through_ingest_with_zero_rejects() {
 }
 
 #[test]
+fn a_first_run_killed_while_writing_the_sample_recovers_on_the_next_run() {
+    let project = Project::generated("users = 60\nitems = 200\nratings = 3000\nseed = 7", "");
+    // What SIGKILL during the first run of an older version left in the raw directory.
+    project.write_raw("movies.dat", b"1::partial");
+    project.write_raw("users.dat", b"1::F");
+    project.write_raw("ratings.dat.tmp", b"1::1::");
+    let out = project.strata(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("incomplete sample"), "{stderr}");
+    let versions = project.versions();
+    assert_eq!(versions["bronze.ratings"].1, 3000);
+    assert_eq!(versions["bronze.movies"].1, 200);
+    assert!(!project.path("raw/ratings.dat.tmp").exists());
+
+    // A raw file that goes missing later is named, with what to do.
+    std::fs::remove_file(project.path("raw/ratings.dat")).unwrap();
+    let out = project.strata(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ratings.dat does not exist")
+            && stdout.contains("[sources.ratings] path")
+            && stdout.contains("empty"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn bench_als_prints_one_json_object_with_the_peer_metrics() {
     let project = Project::new();
     // A small user x item matrix with structure: users like items of their own parity.

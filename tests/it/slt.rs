@@ -64,7 +64,7 @@ impl LakeDb {
     async fn create_table_as(&self, name: &str, query: &str) -> Result<(), SltError> {
         let table: TableName = name
             .parse()
-            .map_err(|e: strata::Error| SltError(e.to_string()))?;
+            .map_err(|e: strata::catalog::TableNameError| SltError(e.to_string()))?;
         let ctx = self
             .lake
             .session(&self.config.session_options())

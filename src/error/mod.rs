@@ -1,13 +1,26 @@
 //! The crate-wide error type.
 //!
-//! Each variant says who is at fault and carries the context a user needs to act (file, line, step,
-//! table, version) as fields, not as pre-formatted strings. `Error::exit_code` maps faults to the CLI's
-//! documented exit codes: 2 for usage/config errors, 1 for everything that failed while doing the work.
+//! Each variant carries the context a user needs to act (file, line, step, table, version) as
+//! fields, and the typed error it wraps as its `#[source]`, not flattened into a string. Each
+//! belongs to one [`Fault`], who is to blame, and that alone decides how it leaves Strata:
+//!
+//! | fault | examples | CLI exit | HTTP |
+//! |---|---|---|---|
+//! | [`Fault::User`] | config, flags, table names, step files | 2 | 400 |
+//! | [`Fault::Data`] | rejected input, failed expectation, a failed step | 1 | 422 |
+//! | [`Fault::System`] | storage, I/O, a panicked task | 1 | 500, detail only in the log |
+//!
+//! Some variants have a more precise HTTP status of their own (404 for a missing table, 409 for a
+//! busy lake, 503 for unreachable storage); `api::error` maps those first.
 
+pub mod chain;
+
+use std::fmt;
 use std::path::PathBuf;
 
-use crate::catalog::TableName;
-use crate::config::ConfigError;
+pub use chain::error_chain;
+
+use crate::catalog::table_name::{TableName, TableNameError};
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -21,6 +34,23 @@ pub enum Error {
     /// A command-line argument is malformed (bad table name, bad timestamp...).
     #[error("{0}")]
     Usage(String),
+
+    /// A fault inside Strata, not the user's and not the data's (a task that panicked, a URL
+    /// Strata built that did not parse): exit 1, HTTP 500 with the detail only in the log.
+    #[error("internal error: {0} (please report it)")]
+    Internal(String),
+
+    /// A server could not listen or stopped serving.
+    #[error("{what}: {source}")]
+    Serve {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A table name that does not parse (`silver.ratings` is the shape).
+    #[error(transparent)]
+    TableName(#[from] TableNameError),
 
     /// A table name that does not exist in the lake.
     #[error("table {0} does not exist (run `strata tables` to list the lake)")]
@@ -74,6 +104,14 @@ pub enum Error {
     /// A source could not be ingested (unreadable file, too many rejected rows...).
     #[error("ingest of {table} failed: {message}")]
     Ingest { table: TableName, message: String },
+
+    /// An HTTP source could not be fetched; nothing was committed.
+    #[error("ingest of {table} failed: {source}")]
+    Fetch {
+        table: TableName,
+        #[source]
+        source: crate::ingest::http::FetchError,
+    },
 
     /// A step failed while executing or committing; the table is unchanged.
     #[error("step {step} failed: {source}")]
@@ -138,12 +176,62 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+/// Who is at fault for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// What the user asked for or configured is wrong: they fix it and try again.
+    User,
+    /// The data, or a step working on it, failed; or the lake is not in the state asked about.
+    Data,
+    /// Strata or what it runs on failed: storage, the disk, a bug.
+    System,
+}
+
 impl Error {
-    /// Exit code for the CLI: 2 for usage/config errors, 1 for failures while doing the work.
-    pub fn exit_code(&self) -> i32 {
+    /// Who is at fault.
+    pub fn fault(&self) -> Fault {
         match self {
-            Error::Config(_) | Error::Usage(_) | Error::Dag(_) | Error::StepSettings { .. } => 2,
-            _ => 1,
+            // A step that failed because storage or Strata failed is not the data's fault.
+            Error::Step { source, .. } => match source.fault() {
+                Fault::System => Fault::System,
+                Fault::User | Fault::Data => Fault::Data,
+            },
+            Error::Config(_)
+            | Error::Usage(_)
+            | Error::TableName(_)
+            | Error::Dag(_)
+            | Error::StepSettings { .. } => Fault::User,
+            Error::TableNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::Sql { .. }
+            | Error::Query(_)
+            | Error::Expectation { .. }
+            | Error::Ingest { .. }
+            | Error::Fetch { .. }
+            | Error::Als { .. }
+            | Error::Classifier { .. }
+            | Error::SchemaConflict { .. }
+            | Error::StepTimeout { .. }
+            | Error::LakeBusy { .. }
+            | Error::RunFailed { .. }
+            | Error::Bench(_) => Fault::Data,
+            Error::Internal(_)
+            | Error::Serve { .. }
+            | Error::Storage(_)
+            | Error::Unhealthy(_)
+            | Error::Io { .. }
+            | Error::DataFusion(_)
+            | Error::Arrow(_)
+            | Error::Delta { .. }
+            | Error::Json(_) => Fault::System,
+        }
+    }
+
+    /// Exit code for the CLI: 2 when the user is at fault, 1 for failures while doing the work.
+    pub fn exit_code(&self) -> i32 {
+        match self.fault() {
+            Fault::User => 2,
+            Fault::Data | Fault::System => 1,
         }
     }
 
@@ -164,16 +252,36 @@ impl Error {
     }
 }
 
-/// The error and its sources on one line each, as the CLI prints them.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(&format!("\n  caused by: {next}"));
-        }
-        source = s.source();
-    }
-    text
+/// Every problem found while loading the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
 }
+
+/// One configuration problem: where it came from, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub origin: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            if p.key.is_empty() {
+                write!(f, "\n  {}: {}", p.origin, p.message)?;
+            } else {
+                write!(f, "\n  {}: {}: {}", p.origin, p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}

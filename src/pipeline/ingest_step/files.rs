@@ -1,4 +1,4 @@
-//! Ingesting one configured source into `bronze.<name>`, its rejects and `system.ingested_files`.
+//! Ingesting a source of files (CSV, MovieLens, JSON, NDJSON, Parquet; local or on object storage).
 //!
 //! First run: every file of the source is parsed; good rows go to `bronze.<name>` with lineage columns
 //! `_source_file` and `_ingested_at`; bad lines go to `bronze.<name>__rejects` with file, line, raw text
@@ -10,44 +10,22 @@
 //! dies in between, the next run sees the file as not ingested and replaces its rows again.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
-use crate::catalog::{Layer, TableName};
-use crate::config::{SourceConfig, SourceFormat};
+use super::{INGESTED_AT, SOURCE_FILE, ingested_files_table, reject_rows, timestamp_type};
+use crate::catalog::TableName;
 use crate::error::{Error, Result};
-use crate::ingest::{self, DelimitedOptions, Encoding, Format, Reject};
+use crate::ingest::location::SourceFile;
+use crate::ingest::{self, ColumnSpec, Format, Location, Reject};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode, quote_literal};
-use crate::pipeline::remote_source;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
-
-/// Lineage column: the file a row came from, relative to the raw directory.
-pub const SOURCE_FILE: &str = "_source_file";
-/// Lineage column: when the row was ingested.
-pub const INGESTED_AT: &str = "_ingested_at";
 
 /// Rejected lines shown in an error message.
 const REJECT_EXAMPLES: usize = 5;
-
-/// The ingest log table.
-pub fn ingested_files_table() -> TableName {
-    TableName::new(Layer::System, "ingested_files")
-}
-
-/// A file of a source and what is known about it.
-struct SourceFile {
-    path: PathBuf,
-    /// The name stored in `_source_file`: relative to the raw directory when it is inside it.
-    name: String,
-    size: u64,
-    checksum: String,
-}
 
 /// What parsing one file produced.
 struct ParsedFile {
@@ -58,57 +36,49 @@ struct ParsedFile {
     lines: u64,
 }
 
-pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Result<StepResult> {
-    let source = ctx
-        .config
-        .source(source_name)
-        .ok_or_else(|| Error::Ingest {
-            table: table.clone(),
-            message: format!("no source {source_name} in the configuration"),
-        })?;
-    if let Some(spec) = &source.http {
-        let key = source.merge_key.as_deref().unwrap_or("id");
-        return crate::pipeline::http_step::run(ctx, table, spec, key).await;
-    }
+/// Ingests the files at `location`, parsed as `format`, into `table`.
+pub async fn run(
+    ctx: &StepContext,
+    table: &TableName,
+    source_name: &str,
+    location: &Location,
+    format: Format,
+    columns: Option<&[ColumnSpec]>,
+) -> Result<StepResult> {
     let ingest_error = |message: String| Error::Ingest {
         table: table.clone(),
         message,
     };
 
     // Downloaded copies of object-store sources live as long as this ingest.
-    let mut scratch = None;
-    let files = if remote_source::is_remote(&source.path) {
-        let options: HashMap<String, String> = ctx
-            .config
-            .lake
-            .storage_options
-            .clone()
-            .into_iter()
-            .collect();
-        let (downloaded, fetched) =
-            remote_source::fetch(&source.path.to_string_lossy(), &options).await?;
-        scratch = Some(downloaded);
-        fetched
-            .into_iter()
-            .map(|object| SourceFile {
-                path: object.local,
-                name: object.url,
-                size: object.size,
-                checksum: object.sha256,
-            })
-            .collect()
-    } else {
-        let raw_dir = ctx.config.ingest.raw_dir.clone();
-        let source_path = source.path.clone();
-        tokio::task::spawn_blocking(move || list_and_checksum(&source_path, &raw_dir))
-            .await
-            .map_err(|e| ingest_error(format!("file scan panicked: {e}")))??
+    let options: HashMap<String, String> = ctx
+        .config
+        .lake
+        .storage_options
+        .clone()
+        .into_iter()
+        .collect();
+    let raw_dir = &ctx.config.ingest.raw_dir;
+    let (scratch, files) = match location.files(raw_dir, &options).await {
+        Err(Error::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let sample = if ctx.config.sample.generate_if_empty && path.starts_with(raw_dir) {
+                format!(
+                    "; to get the generated sample back, empty {} and run again",
+                    raw_dir.display()
+                )
+            } else {
+                String::new()
+            };
+            return Err(ingest_error(format!(
+                "{} does not exist: put the source's files there, or change \
+                 [sources.{source_name}] path{sample}",
+                path.display()
+            )));
+        }
+        other => other?,
     };
     if files.is_empty() {
-        return Err(ingest_error(format!(
-            "{} holds no files to ingest",
-            source.path.display()
-        )));
+        return Err(ingest_error(format!("{location} holds no files to ingest")));
     }
 
     let refresh_all = ctx.full_refresh || !ctx.lake.exists(table).await?;
@@ -130,8 +100,7 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
         });
     }
 
-    let format = reader_format(source);
-    let columns = source.columns.clone();
+    let columns: Option<Vec<ColumnSpec>> = columns.map(<[ColumnSpec]>::to_vec);
     let batch_rows = ctx.config.ingest.batch_rows;
     let mut parsed = Vec::with_capacity(changed.len());
     for file in changed {
@@ -145,7 +114,7 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
             parse_file(file, &format, columns.as_deref(), batch_rows)
         })
         .await
-        .map_err(|e| ingest_error(format!("parser panicked: {e}")))?
+        .map_err(|e| Error::Internal(format!("parser of {table} panicked: {e}")))?
         .map_err(|e| {
             let message = e.to_string();
             ingest_error(match &scratch_name {
@@ -277,81 +246,10 @@ fn column_list(schema: &Schema) -> String {
         .join(", ")
 }
 
-fn reader_format(source: &SourceConfig) -> Format {
-    match source.format {
-        SourceFormat::Csv | SourceFormat::Movielens => Format::Delimited(DelimitedOptions {
-            delimiter: source.delimiter.clone(),
-            header: source.header,
-            quote: source.quote,
-            null_value: source.null_value.clone(),
-            encoding: if source.latin1 {
-                Encoding::Latin1
-            } else {
-                Encoding::Utf8
-            },
-        }),
-        SourceFormat::Json => Format::Json,
-        SourceFormat::Ndjson => Format::NdJson,
-        SourceFormat::Parquet => Format::Parquet,
-        SourceFormat::Http => unreachable!("http sources are fetched, not read from files"),
-    }
-}
-
-/// The files of a source (a file, or every non-hidden file of a directory), with size and checksum.
-fn list_and_checksum(path: &Path, raw_dir: &Path) -> Result<Vec<SourceFile>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    let mut paths = Vec::new();
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
-            let entry = entry.map_err(|e| Error::io(path, e))?;
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if !hidden && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                paths.push(entry.path());
-            }
-        }
-        paths.sort();
-    } else {
-        paths.push(path.to_path_buf());
-    }
-    paths
-        .into_iter()
-        .map(|path| {
-            let (size, checksum) = checksum(&path)?;
-            let name = path
-                .strip_prefix(raw_dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            Ok(SourceFile {
-                path,
-                name,
-                size,
-                checksum,
-            })
-        })
-        .collect()
-}
-
-fn checksum(path: &Path) -> Result<(u64, String)> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, format!("{:x}", hasher.finalize())))
-}
-
 fn parse_file(
     file: SourceFile,
     format: &Format,
-    columns: Option<&[ingest::ColumnSpec]>,
+    columns: Option<&[ColumnSpec]>,
     batch_rows: usize,
 ) -> std::result::Result<ParsedFile, ingest::IngestError> {
     let mut reader = ingest::open_reader(&file.path, format, columns, batch_rows)?;
@@ -369,10 +267,6 @@ fn parse_file(
         rejects,
         lines,
     })
-}
-
-fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 fn with_lineage(schema: &Schema) -> SchemaRef {
@@ -409,35 +303,6 @@ fn rejects_batch(parsed: &[ParsedFile], at: DateTime<Utc>) -> Result<RecordBatch
         })
     });
     reject_rows(rejects, at)
-}
-
-/// The rejects table's rows: (source, line or record number, raw text, reason), stamped `at`.
-pub(crate) fn reject_rows<'a>(
-    rows: impl Iterator<Item = (&'a str, i64, &'a str, &'a str)>,
-    at: DateTime<Utc>,
-) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(SOURCE_FILE, DataType::Utf8, false),
-        Field::new("line", DataType::Int64, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new(INGESTED_AT, timestamp_type(), false),
-    ]));
-    let rows: Vec<_> = rows.collect();
-    let n = rows.len();
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![at.timestamp_micros(); n])
-                    .with_timezone("UTC"),
-            ),
-        ],
-    )?)
 }
 
 fn ingest_log_batch(

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,122 +19,19 @@ use chrono::{DateTime, Utc};
 use datafusion::catalog::{SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
-use deltalake::delta_datafusion::planner::DeltaPlanner;
 use url::Url;
 
-use crate::config::{LakeConfig, LakeRoot};
+pub mod table_name;
+
+pub use table_name::{Layer, TableName, TableNameError};
+
 use crate::error::{Error, Result};
-use crate::storage::RemoteLake;
-
-/// The layers of the lake. `System` holds Strata's own bookkeeping tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Layer {
-    Bronze,
-    Silver,
-    Gold,
-    System,
-}
-
-impl Layer {
-    pub const ALL: [Layer; 4] = [Layer::Bronze, Layer::Silver, Layer::Gold, Layer::System];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Layer::Bronze => "bronze",
-            Layer::Silver => "silver",
-            Layer::Gold => "gold",
-            Layer::System => "system",
-        }
-    }
-}
-
-impl fmt::Display for Layer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Layer {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Layer::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "unknown layer {s:?} (expected bronze, silver, gold or system)"
-                ))
-            })
-    }
-}
-
-/// A table of the lake: `layer.name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TableName {
-    pub layer: Layer,
-    pub name: String,
-}
-
-impl TableName {
-    pub fn new(layer: Layer, name: impl Into<String>) -> Self {
-        TableName {
-            layer,
-            name: name.into(),
-        }
-    }
-
-    /// Names are lowercase identifiers (`[a-z_][a-z0-9_]*`), which also keeps them from escaping the
-    /// lake directory.
-    pub fn validate_name(name: &str) -> std::result::Result<(), String> {
-        let mut chars = name.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-        if first_ok
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && name.len() <= 128
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "invalid table name {name:?}: use lowercase letters, digits and _ (starting with a letter or _)"
-            ))
-        }
-    }
-
-    /// The rejects table that collects the bad rows of this bronze table.
-    pub fn rejects(&self) -> TableName {
-        TableName::new(self.layer, format!("{}__rejects", self.name))
-    }
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.layer, self.name)
-    }
-}
-
-impl FromStr for TableName {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let Some((layer, name)) = s.split_once('.') else {
-            return Err(Error::Usage(format!(
-                "invalid table {s:?}: write it as layer.name, e.g. silver.ratings"
-            )));
-        };
-        let layer = layer.parse()?;
-        TableName::validate_name(name).map_err(Error::Usage)?;
-        Ok(TableName::new(layer, name))
-    }
-}
+pub use crate::session::SessionOptions;
+use crate::session::new_session;
+use crate::storage::{LakeConfig, LakeRoot, RemoteLake};
 
 /// The lake: `<root>/<layer>/<name>/` per table, on local disk or on object storage.
 #[derive(Debug, Clone)]
@@ -242,13 +138,14 @@ impl Lake {
         match &self.root {
             LakeRoot::Local(root) => {
                 let dir = root.join(table.layer.as_str()).join(&table.name);
-                Url::from_directory_path(&dir)
-                    .map_err(|()| Error::Usage(format!("cannot make a URL of {}", dir.display())))
+                Url::from_directory_path(&dir).map_err(|()| {
+                    Error::Internal(format!("cannot make a URL of {}", dir.display()))
+                })
             }
             LakeRoot::Remote(url) => url
                 .join(&format!("{}/", Self::relative_path(table)))
                 .map_err(|e| {
-                    Error::Usage(format!("cannot make a URL of {table} under {url}: {e}"))
+                    Error::Internal(format!("cannot make a URL of {table} under {url}: {e}"))
                 }),
         }
     }
@@ -399,24 +296,7 @@ impl Lake {
     /// A DataFusion session over the lake: every table as `layer.name`, plus the time-travel table
     /// functions. `options` are DataFusion settings passed through from the config.
     pub fn session(self: &Arc<Self>, options: &SessionOptions) -> Result<SessionContext> {
-        let mut config = SessionConfig::new().with_information_schema(true);
-        for (key, value) in &options.datafusion {
-            config.options_mut().set(key, value)?;
-        }
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(bytes) = options.memory_limit_bytes {
-            // Fair spilling: sorts and aggregations spill to disk instead of growing past the pool.
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
-        }
-        let runtime = runtime.build_arc()?;
-        // deltalake's planner is needed for Delta writes planned in this session (MetricObserver nodes).
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_query_planner(DeltaPlanner::new())
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = new_session(options)?;
         let catalog = ctx
             .catalog("datafusion")
             .expect("the default catalog always exists");
@@ -443,25 +323,6 @@ impl Lake {
         );
         Ok(ctx)
     }
-}
-
-/// A plain session whose planner knows deltalake's write nodes, for writing batches that are not the
-/// result of a lake query.
-pub fn write_session() -> SessionContext {
-    let state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_query_planner(DeltaPlanner::new())
-        .build();
-    SessionContext::new_with_state(state)
-}
-
-/// How a DataFusion session over the lake is configured.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SessionOptions {
-    /// DataFusion settings passed through verbatim (`datafusion.execution.batch_size` ...).
-    pub datafusion: std::collections::BTreeMap<String, String>,
-    /// Memory pool size; `None` is unbounded.
-    pub memory_limit_bytes: Option<usize>,
 }
 
 /// Number of rows in the table's current snapshot, from the Delta log's file statistics.

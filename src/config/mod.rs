@@ -9,22 +9,30 @@
 //! against that file's directory, relative paths from the environment or flags against the working
 //! directory. [`Config::load`] takes the environment as a parameter so tests never touch the process
 //! environment.
+//!
+//! This module composes sections owned by the modules that use them (`[sources.*]` is
+//! [`crate::ingest::SourceSpec`], `[serve]` is `api::settings`, the sample is `sample::SampleSpec`)
+//! and validates the keys that are its own; `layers` does the generic TOML layering.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::{Table, Value};
-use url::Url;
+
+mod layers;
+
+use layers::{Layer, LayerKind, MergeRules, check_layer, env_layers, file_layer, merge_layers};
 
 use crate::api::settings::{RawServe, ServeConfig};
 use crate::catalog::{SessionOptions, TableName};
-use crate::ingest::{ColumnSpec, parse_columns};
+pub use crate::error::{ConfigError, Problem};
+use crate::ingest::SourceSpec;
 use crate::pipeline::run::RunOptions;
 use crate::pipeline::run_log::Trigger;
 use crate::pipeline::trigger::Schedule;
 use crate::sample::SampleSpec;
+use crate::storage::{LakeConfig, LakeRoot};
 
 /// The config file used when `--config` is not given and this file exists in the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/strata.toml";
@@ -119,7 +127,7 @@ pub struct Config {
     pub lake: LakeConfig,
     pub ingest: IngestConfig,
     pub sample: SampleConfig,
-    pub sources: BTreeMap<String, SourceConfig>,
+    pub sources: BTreeMap<String, SourceSpec>,
     /// Directory holding `<layer>/<name>.sql` step files.
     pub sql_dir: PathBuf,
     /// How many independent steps may run at the same time.
@@ -135,70 +143,6 @@ pub struct Config {
     pub serve: ServeConfig,
     /// The run `strata serve` starts on a cron schedule, if any.
     pub schedule: Option<Schedule>,
-}
-
-/// `[lake]`: a local directory or an `s3://bucket/prefix` URL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LakeConfig {
-    pub root: LakeRoot,
-    /// Passed unchanged to `deltalake`/`object_store` (`aws_endpoint`, `aws_region`, ...); they win
-    /// over the `AWS_*` environment variables, which those crates read themselves.
-    pub storage_options: BTreeMap<String, String>,
-    /// Opt-in for object stores that ignore conditional writes: without it Strata refuses to write
-    /// to such a store, because two concurrent commits could silently overwrite each other.
-    pub allow_unsafe_concurrent_writes: bool,
-}
-
-/// Where the lake lives: `<root>/<layer>/<name>/` holds each Delta table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LakeRoot {
-    Local(PathBuf),
-    /// An object-store URL whose path ends in `/` (`s3://bucket/prefix/`).
-    Remote(Url),
-}
-
-impl LakeRoot {
-    /// URL schemes the lake may live under besides the local disk.
-    pub const REMOTE_SCHEMES: [&str; 2] = ["s3", "s3a"];
-
-    /// Parses `lake.root`: a URL with a supported scheme, `file://` or a plain path.
-    pub fn parse(text: &str) -> std::result::Result<LakeRoot, String> {
-        if !text.contains("://") {
-            return Ok(LakeRoot::Local(PathBuf::from(text)));
-        }
-        let mut url = Url::parse(text).map_err(|e| format!("{text:?} is not a valid URL: {e}"))?;
-        if url.scheme() == "file" {
-            return url
-                .to_file_path()
-                .map(LakeRoot::Local)
-                .map_err(|()| format!("{text:?} is not a local file URL"));
-        }
-        if !Self::REMOTE_SCHEMES.contains(&url.scheme()) {
-            return Err(format!(
-                "unsupported scheme {:?} in {text:?}: use a local path or s3://bucket/prefix",
-                url.scheme()
-            ));
-        }
-        if url.host_str().unwrap_or("").is_empty() {
-            return Err(format!(
-                "{text:?} names no bucket: write s3://bucket/prefix"
-            ));
-        }
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        Ok(LakeRoot::Remote(url))
-    }
-}
-
-impl fmt::Display for LakeRoot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LakeRoot::Local(path) => write!(f, "{}", path.display()),
-            LakeRoot::Remote(url) => write!(f, "{url}"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,77 +162,12 @@ pub struct SampleConfig {
     pub spec: SampleSpec,
 }
 
-/// Raw source formats Strata ingests: files, or an HTTP JSON API (`http`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceFormat {
-    Csv,
-    Movielens,
-    Json,
-    Ndjson,
-    Parquet,
-    Http,
-}
-
-/// A declared raw source, ingested into `bronze.<name>`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceConfig {
-    pub format: SourceFormat,
-    /// A file or a directory (every non-hidden file in it), absolute or relative to the raw directory.
-    pub path: PathBuf,
-    /// Declared columns; `None` infers them from the data.
-    pub columns: Option<Vec<ColumnSpec>>,
-    pub header: bool,
-    pub delimiter: String,
-    pub quote: Option<u8>,
-    pub null_value: Option<String>,
-    pub latin1: bool,
-    /// `format = "http"`: how to fetch the records.
-    pub http: Option<crate::ingest::http::HttpSpec>,
-    /// Rows are upserted on this column (`id` for http sources) instead of replaced per file.
-    pub merge_key: Option<String>,
-}
-
 /// Values given on the command line, the highest-precedence layer.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// `--lake`: a directory or an `s3://` URL.
     pub lake_root: Option<String>,
 }
-
-/// Every problem found while loading the configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub problems: Vec<Problem>,
-}
-
-/// One configuration problem: where it came from, which key, what is wrong.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub origin: String,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration ({} problem(s)):",
-            self.problems.len()
-        )?;
-        for p in &self.problems {
-            if p.key.is_empty() {
-                write!(f, "\n  {}: {}", p.origin, p.message)?;
-            } else {
-                write!(f, "\n  {}: {}: {}", p.origin, p.key, p.message)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 // ---- the raw, per-layer shape: every field optional so each layer can be checked on its own ----
 
@@ -302,7 +181,8 @@ struct RawConfig {
     run: RawRun,
     schedule: RawSchedule,
     serve: RawServe,
-    sources: BTreeMap<String, RawSource>,
+    /// Checked after merging (a source's `format` decides its keys): see `ingest::SourceSpec`.
+    sources: BTreeMap<String, Table>,
     steps: BTreeMap<String, Table>,
     datafusion: Table,
 }
@@ -355,40 +235,6 @@ struct RawSchedule {
     full_refresh: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawSource {
-    format: Option<SourceFormat>,
-    path: Option<String>,
-    columns: Option<String>,
-    header: Option<bool>,
-    delimiter: Option<String>,
-    quote: Option<String>,
-    null_value: Option<String>,
-    encoding: Option<String>,
-    merge_key: Option<String>,
-    // `format = "http"` only (see `ingest::http`).
-    url: Option<String>,
-    method: Option<String>,
-    headers: BTreeMap<String, String>,
-    query: BTreeMap<String, Value>,
-    body: Option<Value>,
-    records_path: Option<String>,
-    pagination: Option<crate::ingest::http::RawPagination>,
-    retries: Option<u32>,
-    retry_backoff: Option<String>,
-    timeout: Option<String>,
-    max_pages: Option<u64>,
-}
-
-/// One layer of configuration: where it came from, the directory its relative paths are relative to,
-/// and its values.
-struct Layer {
-    origin: String,
-    base_dir: PathBuf,
-    values: Table,
-}
-
 impl Config {
     /// Loads the configuration from the optional file, the `STRATA_*` variables in `env` and the flags.
     ///
@@ -401,6 +247,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let mut layers = vec![Layer {
+            kind: LayerKind::Defaults,
             origin: "built-in defaults".into(),
             base_dir: cwd.to_path_buf(),
             values: DEFAULTS
@@ -418,6 +265,7 @@ impl Config {
             let mut values = Table::new();
             values.insert("lake".into(), Value::Table(lake));
             layers.push(Layer {
+                kind: LayerKind::Flags,
                 origin: "flag --lake".into(),
                 base_dir: cwd.to_path_buf(),
                 values,
@@ -426,13 +274,17 @@ impl Config {
 
         // Each layer on its own: unknown keys and type errors, attributed to the layer.
         for layer in &layers {
-            check_layer(layer, &mut problems);
+            check_layer::<RawConfig>(layer, &mut problems);
         }
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
 
-        let (merged, origins) = merge_layers(layers);
+        let rules = MergeRules {
+            path_keys: &PATH_KEYS,
+            replaced_by_files: &["sources"],
+        };
+        let (merged, origins) = merge_layers(layers, &rules);
         let raw: RawConfig = match Value::Table(merged).try_into() {
             Ok(raw) => raw,
             Err(e) => {
@@ -461,226 +313,8 @@ impl Config {
     }
 
     /// The configured source for `bronze.<name>`, if any.
-    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+    pub fn source(&self, name: &str) -> Option<&SourceSpec> {
         self.sources.get(name)
-    }
-}
-
-/// Reads a config file into a layer; paths in it are resolved against its directory.
-fn file_layer(path: &Path, cwd: &Path, problems: &mut Vec<Problem>) -> Option<Layer> {
-    let origin = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            problems.push(Problem {
-                origin,
-                key: String::new(),
-                message: format!("cannot read config file: {e}"),
-            });
-            return None;
-        }
-    };
-    let values = match text.parse::<Table>() {
-        Ok(values) => values,
-        Err(e) => {
-            problems.push(Problem {
-                origin,
-                key: String::new(),
-                message: e.to_string().trim_end().to_string(),
-            });
-            return None;
-        }
-    };
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    let base_dir = abs
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| cwd.to_path_buf());
-    Some(Layer {
-        origin,
-        base_dir,
-        values,
-    })
-}
-
-/// Turns each `STRATA_A__B=value` variable into a one-key layer. Values are read as TOML values when
-/// they parse as one (`0.05`, `true`, `["a"]`), else as strings (`/data/lake`).
-fn env_layers(env: &[(String, String)], cwd: &Path, problems: &mut Vec<Problem>) -> Vec<Layer> {
-    let mut layers = Vec::new();
-    for (name, value) in env {
-        let Some(rest) = name.strip_prefix("STRATA_") else {
-            continue;
-        };
-        // STRATA_CONFIG names the file itself (read by the CLI), not a key.
-        if rest == "CONFIG" {
-            continue;
-        }
-        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-        if path.iter().any(String::is_empty) {
-            problems.push(Problem {
-                origin: format!("environment {name}"),
-                key: String::new(),
-                message: "malformed variable name: use STRATA_SECTION__KEY".into(),
-            });
-            continue;
-        }
-        let parsed = format!("v = {value}")
-            .parse::<Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| Value::String(value.clone()));
-        let mut values = Table::new();
-        insert_path(&mut values, &path, parsed);
-        layers.push(Layer {
-            origin: format!("environment {name}"),
-            base_dir: cwd.to_path_buf(),
-            values,
-        });
-    }
-    layers
-}
-
-fn insert_path(table: &mut Table, path: &[String], value: Value) {
-    match path {
-        [] => {}
-        [last] => {
-            table.insert(last.clone(), value);
-        }
-        [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| Value::Table(Table::new()));
-            if !entry.is_table() {
-                *entry = Value::Table(Table::new());
-            }
-            if let Value::Table(inner) = entry {
-                insert_path(inner, rest, value);
-            }
-        }
-    }
-}
-
-/// Deserializes one layer on its own, collecting every unknown key and the first type error.
-fn check_layer(layer: &Layer, problems: &mut Vec<Problem>) {
-    let mut unknown = Vec::new();
-    let result: Result<RawConfig, _> =
-        serde_ignored::deserialize(Value::Table(layer.values.clone()), |path| {
-            unknown.push(path.to_string())
-        });
-    for key in unknown {
-        problems.push(Problem {
-            origin: layer.origin.clone(),
-            key,
-            message: "unknown key".into(),
-        });
-    }
-    if let Err(e) = result {
-        problems.push(Problem {
-            origin: layer.origin.clone(),
-            key: String::new(),
-            message: e.to_string().trim_end().to_string(),
-        });
-    }
-}
-
-/// Deep-merges the layers in order, resolving path keys against each layer's directory, and records
-/// which layer set each leaf key (for error messages).
-fn merge_layers(layers: Vec<Layer>) -> (Table, BTreeMap<String, String>) {
-    let mut merged = Table::new();
-    let mut origins = BTreeMap::new();
-    for mut layer in layers {
-        for key in PATH_KEYS {
-            resolve_path_key(&mut layer.values, key, &layer.base_dir);
-        }
-        // A file that declares its own sources replaces the default MovieLens sources instead of adding
-        // to them; environment and flags adjust individual keys.
-        if layer.origin != "built-in defaults"
-            && !layer.origin.starts_with("environment")
-            && layer.values.contains_key("sources")
-        {
-            merged.remove("sources");
-        }
-        merge_table(&mut merged, layer.values, "", &layer.origin, &mut origins);
-    }
-    (merged, origins)
-}
-
-fn resolve_path_key(values: &mut Table, key: &[&str], base: &Path) {
-    let Some((last, sections)) = key.split_last() else {
-        return;
-    };
-    let mut table = values;
-    for section in sections {
-        let Some(Value::Table(inner)) = table.get_mut(*section) else {
-            return;
-        };
-        table = inner;
-    }
-    if let Some(Value::String(s)) = table.get_mut(*last) {
-        let p = Path::new(s.as_str());
-        // An empty value means "not set", not "this directory".
-        if !s.is_empty() && p.is_relative() && !s.contains("://") {
-            *s = normalize(&base.join(p)).display().to_string();
-        }
-    }
-}
-
-/// Removes `.` and `..` components without touching the filesystem (the directory may not exist yet).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn merge_table(
-    into: &mut Table,
-    from: Table,
-    prefix: &str,
-    origin: &str,
-    origins: &mut BTreeMap<String, String>,
-) {
-    for (key, value) in from {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match (into.get_mut(&key), value) {
-            (Some(Value::Table(existing)), Value::Table(incoming)) => {
-                merge_table(existing, incoming, &path, origin, origins);
-            }
-            (_, value) => {
-                record_origins(&value, &path, origin, origins);
-                into.insert(key, value);
-            }
-        }
-    }
-}
-
-fn record_origins(value: &Value, path: &str, origin: &str, origins: &mut BTreeMap<String, String>) {
-    match value {
-        Value::Table(t) => {
-            for (k, v) in t {
-                record_origins(v, &format!("{path}.{k}"), origin, origins);
-            }
-        }
-        _ => {
-            origins.insert(path.to_string(), origin.to_string());
-        }
     }
 }
 
@@ -765,12 +399,12 @@ fn validate(
             report(&key, message);
             continue;
         }
-        match validate_source(source, &raw_dir) {
+        match SourceSpec::from_toml(&source, &raw_dir) {
             Ok(source) => {
                 sources.insert(name, source);
             }
-            Err(errors) => {
-                for (field, message) in errors {
+            Err(problems) => {
+                for (field, message) in problems {
                     report(&format!("{key}.{field}"), message);
                 }
             }
@@ -883,167 +517,6 @@ fn flatten_options(table: &Table, prefix: &str, out: &mut BTreeMap<String, Strin
     }
 }
 
-fn validate_source(
-    raw: RawSource,
-    raw_dir: &Path,
-) -> Result<SourceConfig, Vec<(&'static str, String)>> {
-    let mut errors = Vec::new();
-    let format = raw.format.unwrap_or_else(|| {
-        errors.push((
-            "format",
-            "missing (one of csv, movielens, json, ndjson, parquet, http)".to_string(),
-        ));
-        SourceFormat::Csv
-    });
-    let raw_http = crate::ingest::http::RawHttp {
-        url: raw.url,
-        method: raw.method,
-        headers: raw.headers,
-        query: raw.query,
-        body: raw.body,
-        records_path: raw.records_path,
-        pagination: raw.pagination,
-        retries: raw.retries,
-        retry_backoff: raw.retry_backoff,
-        timeout: raw.timeout,
-        max_pages: raw.max_pages,
-    };
-    let http = if format == SourceFormat::Http {
-        if raw.path.is_some() {
-            errors.push(("path", "http sources take url, not path".into()));
-        }
-        match raw_http.validate() {
-            Ok(spec) => Some(spec),
-            Err(problems) => {
-                errors.extend(problems);
-                None
-            }
-        }
-    } else {
-        if raw_http.any_given() {
-            errors.push((
-                "url",
-                "url, method, headers, query, body, records_path, pagination, retries, \
-                 retry_backoff, timeout and max_pages only apply to format = \"http\""
-                    .into(),
-            ));
-        }
-        None
-    };
-    let merge_key = match (raw.merge_key, format) {
-        (Some(key), _) if key.is_empty() => {
-            errors.push(("merge_key", "must not be empty".into()));
-            None
-        }
-        (Some(key), SourceFormat::Http) => Some(key),
-        (Some(_), _) => {
-            errors.push((
-                "merge_key",
-                "only applies to format = \"http\" (for now)".into(),
-            ));
-            None
-        }
-        (None, SourceFormat::Http) => Some("id".to_string()),
-        (None, _) => None,
-    };
-    let path = match raw.path {
-        None if format == SourceFormat::Http => PathBuf::new(),
-        Some(p) => {
-            let p = PathBuf::from(p);
-            // Absolute paths and object-store URLs (`s3://bucket/key`) stay as written.
-            if p.is_absolute() || p.to_string_lossy().contains("://") {
-                p
-            } else {
-                raw_dir.join(p)
-            }
-        }
-        None => {
-            errors.push((
-                "path",
-                "missing (a file or directory under ingest.raw_dir)".into(),
-            ));
-            PathBuf::new()
-        }
-    };
-    let columns = match raw.columns.as_deref().map(parse_columns) {
-        None => None,
-        Some(Ok(columns)) => Some(columns),
-        Some(Err(message)) => {
-            errors.push(("columns", message));
-            None
-        }
-    };
-    let delimited = matches!(format, SourceFormat::Csv | SourceFormat::Movielens);
-    for (field, given) in [
-        ("header", raw.header.is_some()),
-        ("delimiter", raw.delimiter.is_some()),
-        ("quote", raw.quote.is_some()),
-        ("null_value", raw.null_value.is_some()),
-        ("encoding", raw.encoding.is_some()),
-    ] {
-        if given && format != SourceFormat::Csv {
-            let why = if delimited {
-                "movielens files are always `::`-separated latin-1 without header or quoting"
-            } else {
-                "only applies to csv sources"
-            };
-            errors.push((field, why.to_string()));
-        }
-    }
-    let delimiter = raw.delimiter.unwrap_or_else(|| match format {
-        SourceFormat::Movielens => "::".into(),
-        _ => ",".into(),
-    });
-    if delimiter.is_empty() {
-        errors.push(("delimiter", "must not be empty".into()));
-    }
-    let quote = match raw.quote.as_deref() {
-        None if format == SourceFormat::Csv => Some(b'"'),
-        None | Some("") => None,
-        Some(q) if q.len() == 1 => Some(q.as_bytes()[0]),
-        Some(q) => {
-            errors.push((
-                "quote",
-                format!("must be one ASCII character or \"\", got {q:?}"),
-            ));
-            None
-        }
-    };
-    let latin1 = match raw
-        .encoding
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None => format == SourceFormat::Movielens,
-        Some("utf-8" | "utf8") => false,
-        Some("latin-1" | "latin1" | "iso-8859-1") => true,
-        Some(other) => {
-            errors.push((
-                "encoding",
-                format!("unknown encoding {other:?} (utf-8 or latin-1)"),
-            ));
-            false
-        }
-    };
-    if errors.is_empty() {
-        Ok(SourceConfig {
-            format,
-            path,
-            columns,
-            header: raw.header.unwrap_or(format == SourceFormat::Csv),
-            delimiter,
-            quote,
-            null_value: raw.null_value,
-            latin1,
-            http,
-            merge_key,
-        })
-    } else {
-        Err(errors)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1078,11 +551,16 @@ mod tests {
             config.sources.keys().collect::<Vec<_>>(),
             ["movies", "ratings", "users"]
         );
+        let SourceSpec::MovieLens(ratings) = &config.sources["ratings"] else {
+            panic!(
+                "ratings is a movielens source: {:?}",
+                config.sources["ratings"]
+            );
+        };
         assert_eq!(
-            config.sources["ratings"].path,
-            Path::new("/w/lake/raw/ratings.dat")
+            ratings.path,
+            crate::ingest::Location::Local(PathBuf::from("/w/lake/raw/ratings.dat"))
         );
-        assert!(config.sources["movies"].latin1);
     }
 
     #[test]
@@ -1243,7 +721,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("sources.t.columns"), "{text}");
         assert!(
-            text.contains("sources.t.header: only applies to csv sources"),
+            text.contains("sources.t.header: not a key of format = \"parquet\" sources"),
             "{text}"
         );
     }

@@ -1,4 +1,4 @@
-//! Ingesting an `http` source into `bronze.<name>`: every page fetched, records merged on a key.
+//! Ingesting an `http` source: every page fetched, records merged on a key.
 //!
 //! Each record keeps its nested shape (structs, lists) plus lineage: the request URL, the fetch
 //! time and `_record_sha256`, a hash of the record's JSON. A refetch commits only records that are
@@ -15,22 +15,18 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
+use super::reject_rows;
 use crate::catalog::{TableName, row_count};
 use crate::error::{Error, Result};
-use crate::ingest::http::{self, HttpSpec, Page};
+use crate::ingest::http::{self, HttpSource, Page};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode, quote_ident};
-use crate::pipeline::ingest_step::reject_rows;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 
 /// Lineage column: SHA-256 of the record's JSON, to tell changed records from unchanged ones.
 pub const RECORD_SHA256: &str = "_record_sha256";
 
-pub async fn run(
-    ctx: &StepContext,
-    table: &TableName,
-    spec: &HttpSpec,
-    key: &str,
-) -> Result<StepResult> {
+pub async fn run(ctx: &StepContext, table: &TableName, spec: &HttpSource) -> Result<StepResult> {
+    let key = spec.merge_key.as_str();
     let ingest_error = |message: String| Error::Ingest {
         table: table.clone(),
         message,
@@ -39,7 +35,10 @@ pub async fn run(
     let on_retry = move |notice: &str| warn!(step = %step, "{notice}");
     let pages = http::fetch_all(spec, &on_retry)
         .await
-        .map_err(|e| ingest_error(e.0))?;
+        .map_err(|source| Error::Fetch {
+            table: table.clone(),
+            source,
+        })?;
     let fetched: usize = pages.iter().map(|p| p.records.len()).sum();
 
     let (records, rejects) = keyed_records(&pages, key);
