@@ -9,7 +9,7 @@ use serde_json::Value;
 use strata::catalog::{Lake, TableName};
 use strata::pipeline::commit::{self, CommitMeta, WriteMode};
 
-use crate::project::Project;
+use crate::support::project::Project;
 
 const GOLD: [&str; 5] = [
     "gold.user_recommendations",

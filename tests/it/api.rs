@@ -11,8 +11,8 @@ use strata::api::Server;
 use strata::config::{Config, Overrides};
 use tokio::sync::oneshot;
 
-use crate::project::Project;
-use crate::s3::Backend;
+use crate::support::project::Project;
+use crate::support::s3::Backend;
 
 // Serving works the same from both lakes: local disk and S3 (a real server, see `s3.rs`).
 crate::on_every_lake!(async:
@@ -131,7 +131,7 @@ fn built_project() -> Project {
 /// [`built_project`] with the lake on `backend`.
 fn built_project_on(backend: Backend) -> Project {
     let project = Project::movielens_on(backend);
-    let mut ratings = crate::project::RATINGS.to_string();
+    let mut ratings = crate::support::project::RATINGS.to_string();
     ratings.push_str("6::1::5::978300760\n6::2::4::978300761\n");
     project.write_raw("ratings.dat", ratings.as_bytes());
     project.ok(&["run"]);
@@ -349,7 +349,7 @@ async fn new_versions_are_served_with_new_etags_and_old_ones_by_time_travel(back
         .to_string();
 
     // New ratings land while the server is up: a pipeline run in another process.
-    let mut ratings = crate::project::RATINGS.to_string();
+    let mut ratings = crate::support::project::RATINGS.to_string();
     ratings.push_str("6::1::5::978300760\n6::2::4::978300761\n6::3::3::978300762\n");
     project.write_raw("ratings.dat", ratings.as_bytes());
     let runner = tokio::task::spawn_blocking(move || {

@@ -1,7 +1,7 @@
 //! The command line through the real binary: config errors, output formats, read-only queries, the
 //! DAG view and the sample generator.
 
-use crate::project::Project;
+use crate::support::project::Project;
 
 #[test]
 fn config_problems_are_all_reported_with_file_and_key_and_exit_2() {

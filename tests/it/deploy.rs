@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
 
-use crate::project::{copy_dir, repo_dir};
-use crate::s3::{self, Backend};
+use crate::support::project::{copy_dir, repo_dir};
+use crate::support::s3::{self, Backend};
 
 fn compose() -> Value {
     let text = std::fs::read_to_string(repo_dir().join("docker-compose.yml")).unwrap();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::project::{copy_dir, repo_dir, strata_command};
+use crate::support::project::{copy_dir, repo_dir, strata_command};
 
 /// Serves `dir` on 127.0.0.1:0 from a background thread; returns the base URL. The server lives
 /// as long as the test process.

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api::TestServer;
-use crate::project::{copy_dir, repo_dir, strata_command};
+use crate::support::project::{copy_dir, repo_dir, strata_command};
 
 /// Test accuracy of the example's model is at least this (the target). Measured once at
 /// 0.972 (70 of 72 held-out penguins, seed 42) and 0.958-0.972 over forest seeds 1-5 on the same
@@ -417,7 +417,7 @@ async fn the_api_lists_the_model_predicts_and_switches_versions_after_a_retrain(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn als_and_classifier_runs_share_system_model_runs() {
     let project = tokio::task::spawn_blocking(|| {
-        let project = crate::project::Project::generated(
+        let project = crate::support::project::Project::generated(
             "users = 150\nitems = 200\nratings = 6000\nseed = 7",
             "[steps.\"gold.recommendations\"]\nk = 5\nsimilar_k = 3\nthreads = 2\n",
         );

@@ -1,8 +1,8 @@
 //! `strata run` end to end through the real binary: idempotence, failures that leave every version
 //! unchanged, rejects, cycles, time travel, restore.
 
-use crate::project::{Project, latin1};
-use crate::s3::Backend;
+use crate::support::project::{Project, latin1};
+use crate::support::s3::Backend;
 
 // The core promises hold on both lakes: local disk and S3 (a real server, see `s3.rs`).
 crate::on_every_lake!(
@@ -67,7 +67,7 @@ fn bad_rows_go_to_rejects_with_line_and_reason() {
         "[lake]\nroot = \"../lake\"\n[ingest]\nraw_dir = \"../raw\"\nmax_reject_fraction = 0.5\n\
          [sql]\ndir = \"../sql\"\n[sample]\ngenerate_if_empty = false\n",
     );
-    let mut ratings = crate::project::RATINGS.to_string();
+    let mut ratings = crate::support::project::RATINGS.to_string();
     ratings.push_str("6::1::5\n6::x::4::978300760\n\n6::2::4::978300760\n");
     let mut bytes = ratings.into_bytes();
     bytes.extend_from_slice(&latin1("6::3::é::978300760\n"));
@@ -156,7 +156,7 @@ fn broken_sql_fails_the_step_and_leaves_every_version_unchanged(backend: Backend
     project.ok(&["run"]);
     let before = project.versions();
     // A real change upstream, so the steps would otherwise commit.
-    let mut ratings = crate::project::RATINGS.to_string();
+    let mut ratings = crate::support::project::RATINGS.to_string();
     ratings.push_str("6::5::4::978300760\n");
     project.write_raw("ratings.dat", ratings.as_bytes());
     project.write(
@@ -246,7 +246,7 @@ fn time_travel_functions_and_restore_return_old_rows(backend: Backend) {
     let v0_time = history[0]["timestamp"].as_str().unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_millis(20));
 
-    let mut ratings = crate::project::RATINGS.to_string();
+    let mut ratings = crate::support::project::RATINGS.to_string();
     ratings.push_str("6::5::4::978300760\n6::1::3::978300760\n");
     project.write_raw("ratings.dat", ratings.as_bytes());
     project.ok(&["run"]);

@@ -7,7 +7,7 @@ use serde_json::Value;
 use strata::catalog::Lake;
 use strata::pipeline::run_log::{self, RunRecord};
 
-use crate::project::Project;
+use crate::support::project::Project;
 
 fn json(text: &str) -> Vec<Value> {
     serde_json::from_str::<Value>(text)
@@ -230,7 +230,7 @@ fn a_flaky_source_is_retried_until_its_file_appears() {
         let line = line.unwrap();
         // The first attempt failed and a retry is scheduled: the file lands now.
         if line.starts_with("bronze.ratings ") && line.contains("failed") {
-            project.write_raw("ratings.dat", crate::project::RATINGS.as_bytes());
+            project.write_raw("ratings.dat", crate::support::project::RATINGS.as_bytes());
         }
         lines.push(line);
     }

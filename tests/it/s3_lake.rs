@@ -2,8 +2,8 @@
 //! conditional-write check, the leased run lock, and raw sources on S3. The shared pipeline, time
 //! travel and API tests run on S3 too (`on_every_lake!` in `pipeline.rs` and `api.rs`).
 
-use crate::project::{MOVIES, Project, RATINGS, USERS, latin1};
-use crate::s3::{self, Backend};
+use crate::support::project::{MOVIES, Project, RATINGS, USERS, latin1};
+use crate::support::s3::{self, Backend};
 
 /// The single `error: ...` line of a failed command (logs are off by default).
 fn error_line(out: &std::process::Output) -> String {

@@ -24,7 +24,7 @@ use strata::config::{Config, Overrides};
 use strata::pipeline::commit::{self, CommitMeta, WriteMode};
 use strata::pipeline::run::{RunOptions, run};
 
-use crate::project::repo_dir;
+use crate::support::project::repo_dir;
 
 struct LakeDb {
     lake: Arc<Lake>,

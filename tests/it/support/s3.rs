@@ -84,12 +84,12 @@ macro_rules! on_every_lake {
 
                 #[test]
                 fn local() {
-                    block_on(super::$name($crate::s3::Backend::Local));
+                    block_on(super::$name($crate::support::s3::Backend::Local));
                 }
 
                 #[test]
                 fn s3() {
-                    if let Some(backend) = $crate::s3::Backend::s3() {
+                    if let Some(backend) = $crate::support::s3::Backend::s3() {
                         block_on(super::$name(backend));
                     }
                 }
@@ -101,12 +101,12 @@ macro_rules! on_every_lake {
             mod $name {
                 #[test]
                 fn local() {
-                    super::$name($crate::s3::Backend::Local);
+                    super::$name($crate::support::s3::Backend::Local);
                 }
 
                 #[test]
                 fn s3() {
-                    if let Some(backend) = $crate::s3::Backend::s3() {
+                    if let Some(backend) = $crate::support::s3::Backend::s3() {
                         super::$name(backend);
                     }
                 }

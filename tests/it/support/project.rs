@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::s3::Backend;
+use crate::support::s3::Backend;
 
 /// Path of the repository (for its `sql/` directory).
 pub fn repo_dir() -> PathBuf {
