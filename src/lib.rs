@@ -53,6 +53,7 @@ pub mod ml;
 pub mod output;
 pub mod pipeline;
 pub mod query;
+pub mod run_options;
 pub mod sample;
 pub mod session;
 pub mod storage;

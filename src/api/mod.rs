@@ -256,7 +256,10 @@ impl Server {
         });
         let scheduler = self.state.config.schedule.clone().map(|schedule| {
             info!(cron = %schedule.cron.pattern.to_string(), "scheduler on");
-            tokio::spawn(schedule.drive(Arc::clone(&self.state.runner)))
+            tokio::spawn(crate::pipeline::trigger::drive(
+                schedule,
+                Arc::clone(&self.state.runner),
+            ))
         });
         info!(addr = %self.local_addr(), lake = %self.state.lake.root(), "serving");
         let result = axum::serve(self.listener, router(self.state))

@@ -25,13 +25,12 @@ mod layers;
 use layers::{Layer, LayerKind, MergeRules, check_layer, env_layers, file_layer, merge_layers};
 
 use crate::api::settings::{RawServe, ServeConfig};
-use crate::catalog::{SessionOptions, TableName};
+use crate::catalog::table_name::TableName;
 pub use crate::error::{ConfigError, Problem};
 use crate::ingest::SourceSpec;
-use crate::pipeline::run::RunOptions;
-use crate::pipeline::run_log::Trigger;
-use crate::pipeline::trigger::Schedule;
+use crate::run_options::{RunOptions, Schedule, Trigger};
 use crate::sample::SampleSpec;
+use crate::session::SessionOptions;
 use crate::storage::{LakeConfig, LakeRoot};
 
 /// The config file used when `--config` is not given and this file exists in the working directory.

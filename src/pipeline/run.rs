@@ -18,53 +18,13 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::dag::{Dag, Step, StepKind};
 use crate::pipeline::lake_lock::LakeLock;
-use crate::pipeline::run_log::{self, RunRecord, Trigger};
+use crate::pipeline::run_log::{self, RunRecord};
 use crate::pipeline::{
     StepContext, StepResult, StepStatus, als_step, classifier_step, ingest_step, sql_step,
 };
 use crate::sample;
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunOptions {
-    /// What started the run (recorded in `system.runs`).
-    pub trigger: Trigger,
-    /// Only these steps (all when empty).
-    pub select: Vec<TableName>,
-    /// Also every step downstream of the selection.
-    pub downstream: bool,
-    /// Rebuild from scratch: re-ingest every file and overwrite every table.
-    pub full_refresh: bool,
-    /// Re-run only what this run (an id, or `last`) did not complete.
-    pub resume: Option<String>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            trigger: Trigger::Cli,
-            select: Vec::new(),
-            downstream: false,
-            full_refresh: false,
-            resume: None,
-        }
-    }
-}
-
-impl RunOptions {
-    /// How `system.runs` names the selection.
-    fn selection(&self) -> String {
-        if self.select.is_empty() {
-            return "all".into();
-        }
-        let tables: Vec<String> = self.select.iter().map(|t| t.to_string()).collect();
-        let mut text = tables.join(",");
-        if self.downstream {
-            text.push_str(" +downstream");
-        }
-        text
-    }
-}
+pub use crate::run_options::RunOptions;
 
 /// One step's outcome in a run.
 #[derive(Debug, Clone)]

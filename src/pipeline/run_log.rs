@@ -21,6 +21,7 @@ use crate::catalog::{Lake, Layer, TableName};
 use crate::error::Result;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 use crate::pipeline::run::StepReport;
+pub use crate::run_options::Trigger;
 
 pub fn runs_table() -> TableName {
     TableName::new(Layer::System, "runs")
@@ -28,25 +29,6 @@ pub fn runs_table() -> TableName {
 
 pub fn step_runs_table() -> TableName {
     TableName::new(Layer::System, "step_runs")
-}
-
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    Cli,
-    Api,
-    Schedule,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Cli => "cli",
-            Trigger::Api => "api",
-            Trigger::Schedule => "schedule",
-        }
-    }
 }
 
 /// One row of `system.runs`.

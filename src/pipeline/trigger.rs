@@ -6,8 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-use croner::Cron;
+use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::catalog::Lake;
@@ -15,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::lake_lock::LakeLock;
 use crate::pipeline::run::{self, RunOptions};
+pub use crate::run_options::Schedule;
 
 /// Starts background runs, one at a time.
 #[derive(Debug)]
@@ -72,75 +72,23 @@ impl Runner {
     }
 }
 
-/// A parsed `[schedule]`: when `strata serve` starts a run, and of what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
-    pub cron: Cron,
-    pub options: RunOptions,
-}
-
-impl Schedule {
-    /// The first fire time strictly after `now` (UTC).
-    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&now, false).ok()
-    }
-
-    /// Fires runs forever; a fire while another run holds the lake is skipped (and logged).
-    pub async fn drive(self, runner: Arc<Runner>) {
-        loop {
-            let now = Utc::now();
-            let Some(next) = self.next_after(now) else {
-                warn!("the schedule has no next fire time: scheduler stopped");
-                return;
-            };
-            let wait = (next - now).to_std().unwrap_or_default();
-            info!(next = %next.to_rfc3339(), "next scheduled run");
-            tokio::time::sleep(wait).await;
-            match runner.start(self.options.clone()).await {
-                Ok(run_id) => info!(run_id = %run_id, "scheduled run started"),
-                Err(Error::LakeBusy { holder, .. }) => {
-                    warn!(holder = %holder, "scheduled run skipped: the lake is busy")
-                }
-                Err(e) => warn!(error = %e, "scheduled run could not start"),
+/// Fires `schedule`'s runs forever; a fire while another run holds the lake is skipped (and logged).
+pub async fn drive(schedule: Schedule, runner: Arc<Runner>) {
+    loop {
+        let now = Utc::now();
+        let Some(next) = schedule.next_after(now) else {
+            warn!("the schedule has no next fire time: scheduler stopped");
+            return;
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        info!(next = %next.to_rfc3339(), "next scheduled run");
+        tokio::time::sleep(wait).await;
+        match runner.start(schedule.options.clone()).await {
+            Ok(run_id) => info!(run_id = %run_id, "scheduled run started"),
+            Err(Error::LakeBusy { holder, .. }) => {
+                warn!(holder = %holder, "scheduled run skipped: the lake is busy")
             }
+            Err(e) => warn!(error = %e, "scheduled run could not start"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn schedule(pattern: &str) -> Schedule {
-        Schedule {
-            cron: pattern.parse().unwrap(),
-            options: RunOptions::default(),
-        }
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn next_fire_times_come_from_the_injected_clock() {
-        let every_six_hours = schedule("0 */6 * * *");
-        assert_eq!(
-            every_six_hours.next_after(at("2026-11-28T10:15:00Z")),
-            Some(at("2026-11-28T12:00:00Z"))
-        );
-        assert_eq!(
-            every_six_hours.next_after(at("2026-11-28T12:00:00Z")),
-            Some(at("2026-11-28T18:00:00Z")),
-            "strictly after: a run at 12:00 does not fire twice"
-        );
-        let monday_morning = schedule("30 7 * * MON");
-        assert_eq!(
-            monday_morning.next_after(at("2026-11-28T10:00:00Z")),
-            Some(at("2026-11-30T07:30:00Z"))
-        );
-        assert!("61 * * * *".parse::<Cron>().is_err());
     }
 }
