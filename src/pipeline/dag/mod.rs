@@ -3,8 +3,10 @@
 //! Nodes are the steps [`crate::pipeline::step`] reads: one ingest step per configured source and
 //! one step per step file in the SQL directory. Edges come from what each step reads (a SQL step's
 //! table references, a training step's `input`): nobody declares the DAG by hand. This module owns
-//! building and checking the graph, its order and `--select`; it knows no step kinds (those are
-//! `step`'s) and draws nothing (that is [`render`]'s).
+//! building and checking the graph, its order and `--select`. It matches on no step kind: it asks
+//! `step` for the ingest steps of the configured sources and for the step files of the SQL
+//! directory, and works with what every [`Step`] answers (reads, writes, origin). It draws nothing
+//! (that is [`render`]'s).
 //!
 //! Invariants after [`Dag::build`]: every table is written by at most one step; every table a step
 //! reads is produced by another step or already exists in the lake; the graph has no cycle; `order`
@@ -34,8 +36,7 @@ impl Dag {
     /// Reads the SQL directory and the configured sources and checks the graph.
     pub async fn build(config: &Config, lake: &Lake) -> Result<Dag> {
         // Tables a step may read without a producer: those already in the lake.
-        let existing: std::collections::BTreeSet<TableName> =
-            lake.list().await?.into_iter().collect();
+        let existing: BTreeSet<TableName> = lake.list().await?.into_iter().collect();
         let mut steps = BTreeMap::new();
         let mut problems = Vec::new();
         for source in config.sources.keys() {
