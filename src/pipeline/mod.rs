@@ -1,7 +1,8 @@
 //! The pipeline: ingest, SQL, ALS and classifier steps, ordered by the tables they read, run into Delta tables.
 //!
-//! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
-//! `sql_step`, `als_step` and `classifier_step` run one step each (the training steps publish
+//! `step` knows the kinds of step (what defines each, what it writes, which module runs it), `dag`
+//! builds the graph of steps and their order (`dag::render` draws it), `settings` reads per-step
+//! settings, `ingest_step`, `sql_step`, `als_step` and `classifier_step` run one step each (the training steps publish
 //! through `publish` and log to `model_runs`), `expectations` checks a result before commit, `commit` writes it,
 //! `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
 //! `lake_lock` keeps it the only run on its lake.
@@ -23,6 +24,7 @@ pub mod run;
 pub mod run_log;
 pub mod settings;
 pub mod sql_step;
+pub mod step;
 pub mod trigger;
 
 use std::sync::Arc;

@@ -16,12 +16,11 @@ use tracing::{info, warn};
 use crate::catalog::{Lake, TableName};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pipeline::dag::{Dag, Step, StepKind};
+use crate::pipeline::dag::Dag;
 use crate::pipeline::lake_lock::LakeLock;
 use crate::pipeline::run_log::{self, RunRecord};
-use crate::pipeline::{
-    StepContext, StepResult, StepStatus, als_step, classifier_step, ingest_step, sql_step,
-};
+use crate::pipeline::step::Step;
+use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::sample;
 
 pub use crate::run_options::RunOptions;
@@ -337,9 +336,9 @@ async fn run_with_retries(
     loop {
         let started = Instant::now();
         let result = match step.retry.timeout {
-            None => run_step(ctx, step).await,
+            None => step.run(ctx).await,
             // Dropping the step's future cancels it; it has committed nothing (commits come last).
-            Some(limit) => tokio::time::timeout(limit, run_step(ctx, step))
+            Some(limit) => tokio::time::timeout(limit, step.run(ctx))
                 .await
                 .unwrap_or_else(|_| {
                     Err(Error::StepTimeout {
@@ -389,15 +388,6 @@ async fn log_step(ctx: &StepContext, report: &StepReport, inputs: &BTreeMap<Stri
     let started = Utc::now() - chrono::Duration::milliseconds(report.elapsed_ms as i64);
     if let Err(e) = run_log::record_step(&ctx.lake, &ctx.run_id, started, report, inputs).await {
         warn!(step = %report.table, error = %e, "could not append to system.step_runs");
-    }
-}
-
-async fn run_step(ctx: &StepContext, step: &Step) -> Result<StepResult> {
-    match &step.kind {
-        StepKind::Ingest { source } => ingest_step::run(ctx, &step.table, source).await,
-        StepKind::Sql(sql) => sql_step::run(ctx, &step.table, sql, step.reads.iter()).await,
-        StepKind::Als(als) => als_step::run(ctx, &step.table, als).await,
-        StepKind::Classifier(c) => classifier_step::run(ctx, &step.table, c).await,
     }
 }
 
