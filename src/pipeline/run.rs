@@ -200,7 +200,7 @@ pub async fn run_locked(
             break;
         };
         let (table, inputs, (attempt, elapsed_ms, result)) =
-            joined.map_err(|e| Error::Usage(format!("step task failed: {e}")))?;
+            joined.map_err(|e| Error::Internal(format!("step task failed: {e}")))?;
         let report = match result {
             Ok(r) => {
                 info!(step = %table, status = r.status.as_str(), rows = r.rows, version = r.version, elapsed_ms, "step finished");
