@@ -1,8 +1,10 @@
 //! The pipeline: ingest, SQL, ALS and classifier steps, ordered by the tables they read, run into Delta tables.
 //!
 //! `dag` finds the steps and their order, `settings` reads per-step settings, `ingest_step`,
-//! `sql_step`, `als_step` and `classifier_step` run one step each (the training steps publish
-//! through `publish` and log to `model_runs`), `expectations` checks a result before commit, `commit` writes it,
+//! `sql_step`, `als_step` and `classifier_step` run one step each (the training steps are kinds of
+//! the one `training` skeleton, which publishes through `publish` and logs to `model_runs`),
+//! `fingerprint` decides whether a SQL or training step is up to date, `expectations` checks a
+//! result before commit, `commit` writes it,
 //! `remote_source` downloads sources that live on object storage, `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
 //! `lake_lock` keeps it the only run on its lake.
 //!
@@ -14,6 +16,7 @@ pub mod classifier_step;
 pub mod commit;
 pub mod dag;
 pub mod expectations;
+pub mod fingerprint;
 pub mod http_step;
 pub mod ingest_step;
 pub mod lake_lock;
@@ -25,6 +28,7 @@ pub mod run;
 pub mod run_log;
 pub mod settings;
 pub mod sql_step;
+pub mod training;
 pub mod trigger;
 
 use std::sync::Arc;
