@@ -1,20 +1,27 @@
-//! The pipeline: ingest, SQL, ALS and classifier steps, ordered by the tables they read, run into Delta tables.
+//! The pipeline: ingest, SQL, ALS and classifier steps, ordered by the tables they read, run into
+//! Delta tables.
 //!
-//! `step` knows the kinds of step (what defines each, what it writes, which module runs it), `dag`
-//! builds the graph of steps and their order (`dag::render` draws it), `settings` reads per-step
-//! settings, `ingest_step`, `sql_step`, `als_step` and `classifier_step` run one step each (the training steps publish
-//! through `publish` and log to `model_runs`), `expectations` checks a result before commit, `commit` writes it,
-//! `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs` and
-//! `lake_lock` keeps it the only run on its lake.
+//! - `step` knows the kinds of step (what defines each, what it writes, which module runs it); `dag`
+//!   builds the graph of steps and their order, `dag::render` draws it; `settings` reads per-step
+//!   settings.
+//! - `ingest_step`, `sql_step`, `als_step` and `classifier_step` run one step each. The training
+//!   steps are kinds of the one `training` skeleton, which publishes through `publish` and logs to
+//!   `model_runs`; `fingerprint` decides whether a SQL or training step is up to date.
+//! - `expectations` checks a result before commit, `commit` writes it, `retry` retries attempts.
+//! - `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs`,
+//!   `trigger` starts runs from `strata serve` (on request or on a cron schedule) and
+//!   `lake_lock` keeps it the only run on its lake.
 //!
-//! Invariant: a step commits each table it writes at most once per run, and only after its result passed its expectations;
-//! a failed step leaves its table at the previous version and every step downstream is skipped.
+//! Invariant: a step commits each table it writes at most once per run, and only after its result
+//! passed its expectations; a failed step leaves its table at the previous version and every step
+//! downstream is skipped.
 
 pub mod als_step;
 pub mod classifier_step;
 pub mod commit;
 pub mod dag;
 pub mod expectations;
+pub mod fingerprint;
 pub mod ingest_step;
 pub mod lake_lock;
 pub mod model_runs;
@@ -25,6 +32,7 @@ pub mod run_log;
 pub mod settings;
 pub mod sql_step;
 pub mod step;
+pub mod training;
 pub mod trigger;
 
 use std::sync::Arc;

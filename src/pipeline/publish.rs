@@ -4,18 +4,17 @@
 //! A training step computes everything first, then commits its tables one by one and appends its
 //! run to `system.model_runs`. If any of that fails, [`Publication::roll_back`] puts every table it
 //! committed back to its version before the step (removing a table the step created), so the
-//! previous model stays live. [`up_to_date`] lets a rerun with unchanged settings and inputs write
-//! nothing.
+//! previous model stays live. The training skeleton ([`crate::pipeline::training`]) drives it;
+//! whether a rerun has anything to do is [`crate::pipeline::fingerprint::up_to_date`]'s question.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::catalog::{TableName, row_count};
+use crate::catalog::TableName;
 use crate::error::Result;
+use crate::pipeline::StepContext;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
-use crate::pipeline::{StepContext, StepResult, StepStatus};
 
 /// The tables a step is publishing: their versions before it, and what it committed so far.
 #[derive(Debug)]
@@ -112,35 +111,4 @@ impl Publication {
             }
         }
     }
-}
-
-/// `Some(result)` when every table exists and `primary`'s last commit was made from the same
-/// settings (`fingerprint`) and input versions: the step has nothing to do.
-pub async fn up_to_date(
-    ctx: &StepContext,
-    tables: &[TableName],
-    primary: &TableName,
-    fingerprint: &str,
-    inputs: &BTreeMap<String, u64>,
-) -> Result<Option<StepResult>> {
-    if ctx.full_refresh {
-        return Ok(None);
-    }
-    for table in tables {
-        if !ctx.lake.exists(table).await? {
-            return Ok(None);
-        }
-    }
-    let current = ctx.lake.open(primary).await?;
-    let Some(meta) = commit::last_commit_meta(&current).await else {
-        return Ok(None);
-    };
-    let same_spec = meta.get(commit::META_FINGERPRINT) == Some(&Value::from(fingerprint));
-    let same_inputs = meta.get(commit::META_INPUTS) == Some(&serde_json::json!(inputs));
-    Ok((same_spec && same_inputs).then(|| StepResult {
-        status: StepStatus::Unchanged,
-        rows: row_count(&current).unwrap_or(0),
-        version: current.version().unwrap_or(0),
-        detail: "up_to_date: input and settings unchanged".into(),
-    }))
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionContext};
-use serde_json::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{TableName, row_count};
@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 use crate::pipeline::dag::SqlStep;
 use crate::pipeline::expectations;
-use crate::pipeline::settings::Materialization;
+use crate::pipeline::fingerprint::{self, Fingerprint};
+use crate::pipeline::settings::{Materialization, StepSettings};
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 
 /// Queries in steps may only read: DDL, DML and `SET` are refused at planning time.
@@ -44,23 +45,13 @@ pub async fn run(
         let delta = ctx.lake.open(read).await?;
         inputs.insert(read.to_string(), delta.version().unwrap_or(0));
     }
-    let fingerprint = fingerprint(step);
-
-    if !ctx.full_refresh && ctx.lake.exists(table).await? {
-        let current = ctx.lake.open(table).await?;
-        if let Some(meta) = commit::last_commit_meta(&current).await {
-            let same_sql =
-                meta.get(commit::META_FINGERPRINT) == Some(&Value::from(fingerprint.clone()));
-            let same_inputs = meta.get(commit::META_INPUTS) == Some(&serde_json::json!(inputs));
-            if same_sql && same_inputs {
-                return Ok(StepResult {
-                    status: StepStatus::Unchanged,
-                    rows: row_count(&current).unwrap_or(0),
-                    version: current.version().unwrap_or(0),
-                    detail: "up_to_date: inputs and SQL unchanged".into(),
-                });
-            }
-        }
+    let fingerprint = fingerprint(step)?;
+    let outputs = std::slice::from_ref(table);
+    let detail = "up_to_date: inputs and SQL unchanged";
+    if let Some(unchanged) =
+        fingerprint::up_to_date(ctx, outputs, table, &fingerprint, &inputs, detail).await?
+    {
+        return Ok(unchanged);
     }
 
     let session = ctx.lake.session(&ctx.config.session_options())?;
@@ -116,7 +107,7 @@ pub async fn run(
         run_id: ctx.run_id.clone(),
         step: table.to_string(),
         inputs,
-        fingerprint: Some(fingerprint),
+        fingerprint: Some(fingerprint.as_str().to_string()),
     };
     let version = if staged_files {
         let staged = session
@@ -184,10 +175,67 @@ impl Drop for Staging {
     }
 }
 
-/// Identifies what the step would compute: its SQL text and its resolved settings.
-fn fingerprint(step: &SqlStep) -> String {
+/// What a SQL step's fingerprint is computed over: its SQL text and its resolved settings.
+#[derive(Serialize)]
+struct Definition<'a> {
+    sql: &'a str,
+    settings: &'a StepSettings,
+}
+
+/// Identifies what the step would compute: its SQL text and its resolved settings, through
+/// [`Fingerprint::of`]. Commits made before carry [`legacy_fingerprint`], still recognised.
+fn fingerprint(step: &SqlStep) -> Result<Fingerprint> {
+    let definition = Definition {
+        sql: &step.sql,
+        settings: &step.settings,
+    };
+    Ok(Fingerprint::of("sql", &definition)?.or_legacy(legacy_fingerprint(step)))
+}
+
+/// The fingerprint earlier versions stamped into SQL steps' commits: the SQL text, then the
+/// settings' `Debug` text. Only compared against, so that lakes they wrote do not rerun every SQL
+/// step once after an upgrade (see [`crate::pipeline::fingerprint`]).
+fn legacy_fingerprint(step: &SqlStep) -> String {
     let mut hasher = Sha256::new();
     hasher.update(step.sql.as_bytes());
     hasher.update(format!("{:?}", step.settings).as_bytes());
     format!("{:x}", hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(sql: &str, settings: &str) -> SqlStep {
+        let file = PathBuf::from("sql/silver/ratings.sql");
+        let header = crate::pipeline::settings::parse_header(&file, settings).unwrap();
+        let settings = crate::pipeline::settings::resolve(&file, header, None).unwrap();
+        SqlStep {
+            file,
+            sql: sql.into(),
+            settings,
+        }
+    }
+
+    /// Pinned: a change here reruns every SQL step of every existing lake once (and appends the
+    /// rows of `append` steps again), so it must be deliberate.
+    #[test]
+    fn fingerprints_are_stable_and_recognise_what_earlier_versions_wrote() {
+        let plain = step("SELECT 1", "");
+        assert_eq!(fingerprint(&plain).unwrap().as_str(), SQL_PLAIN);
+        // What earlier versions stamped into commits (the settings' `Debug` text).
+        assert_eq!(legacy_fingerprint(&plain), LEGACY_PLAIN);
+        let merge = step(
+            "SELECT 1",
+            "-- strata: materialization = \"merge\"\n-- strata: unique_key = [\"id\"]\n",
+        );
+        assert_ne!(fingerprint(&merge).unwrap(), fingerprint(&plain).unwrap());
+        assert_ne!(
+            fingerprint(&step("SELECT 2", "")).unwrap(),
+            fingerprint(&plain).unwrap()
+        );
+    }
+
+    const SQL_PLAIN: &str = "b22a849907374887587adff7c0b509cf7a714005b3aa0936d8ad4b0e323f834e";
+    const LEGACY_PLAIN: &str = "907da2e89aa0fc24e558ede5e14b6cb8476413b199b5d5d39460f934382793a7";
 }

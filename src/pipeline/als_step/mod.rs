@@ -10,6 +10,10 @@
 //! first commit; if a commit (or the run log) fails, the tables already committed by this step are
 //! restored to their previous versions (or removed when the step created them), so the previous
 //! model stays live. A rerun whose settings and input versions are unchanged writes nothing.
+//!
+//! The order of the phases, the rerun check and the roll-back belong to the training skeleton
+//! ([`crate::pipeline::training`]); this module is what is particular to ALS: reading ratings,
+//! training and scoring, the gold tables and the run's own `system.model_runs` columns.
 
 pub mod model_runs;
 pub mod spec;
@@ -19,23 +23,22 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Int64Type};
 use datafusion::logical_expr::{Expr, cast, col};
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::catalog::{Layer, TableName};
 use crate::error::{Error, Result};
 use crate::ml::als::eval::{self, Evaluation};
 use crate::ml::als::{AlsModel, Interactions, Rating, thread_pool};
-use crate::pipeline::commit::CommitMeta;
-use crate::pipeline::publish::{self, Publication};
-use crate::pipeline::{StepContext, StepResult, StepStatus};
+use crate::pipeline::model_runs::TrainingRun;
+use crate::pipeline::training::{self, TrainingStep};
+use crate::pipeline::{StepContext, StepResult};
 
-use model_runs::{EvalMetrics, ModelRun};
+use model_runs::EvalMetrics;
 use spec::AlsSpec;
 
 /// An ALS step as found in the SQL directory.
@@ -47,7 +50,7 @@ pub struct AlsStep {
 
 /// Ratings as parallel columns, the shape the model is built from.
 #[derive(Debug, Default)]
-struct RatingColumns {
+pub struct RatingColumns {
     users: Vec<i64>,
     items: Vec<i64>,
     ratings: Vec<f32>,
@@ -91,7 +94,7 @@ impl RatingColumns {
 }
 
 /// Everything computed before the first commit.
-struct Trained {
+pub struct Trained {
     model: AlsModel,
     recommendations: Vec<Vec<(u32, f32)>>,
     similar: Vec<Vec<(u32, f32)>>,
@@ -104,115 +107,107 @@ struct Trained {
 }
 
 pub async fn run(ctx: &StepContext, step: &TableName, als: &AlsStep) -> Result<StepResult> {
-    let spec = &als.spec;
-    let als_error = |message: String| Error::Als {
-        step: step.clone(),
-        message,
-    };
-    let input = spec.input_table().map_err(als_error)?;
-    let test_table = spec.test_table().map_err(als_error)?;
-    let input_delta = ctx.lake.open(&input).await?;
-    let input_version = input_delta.version().unwrap_or(0);
-    let mut inputs = BTreeMap::from([(input.to_string(), input_version)]);
-    let test_delta = match &test_table {
-        Some(t) => {
-            let delta = ctx.lake.open(t).await?;
-            inputs.insert(t.to_string(), delta.version().unwrap_or(0));
-            Some((t.clone(), delta))
-        }
-        None => None,
-    };
-    let fingerprint = fingerprint(spec);
-    let primary = TableName::new(Layer::Gold, spec::USER_RECOMMENDATIONS);
-    let outputs = spec::gold_outputs();
-    if let Some(unchanged) =
-        publish::up_to_date(ctx, &outputs, &primary, &fingerprint, &inputs).await?
-    {
-        return Ok(unchanged);
+    training::run(ctx, step, als).await
+}
+
+impl TrainingStep for AlsStep {
+    const KIND: &'static str = model_runs::KIND;
+    const NAME: &'static str = "ALS";
+    type Spec = AlsSpec;
+    /// The input's ratings, and the test table's when the step has one.
+    type Data = (RatingColumns, Option<Vec<Rating>>);
+    type Model = Trained;
+
+    fn spec(&self) -> &AlsSpec {
+        &self.spec
     }
-    let mut publication = Publication::start(ctx, &outputs).await?;
 
-    let started = Instant::now();
-    let data = read_ratings(ctx, spec, &input, &input_delta).await?;
-    let test = match &test_delta {
-        Some((table, delta)) => Some(read_ratings(ctx, spec, table, delta).await?.to_ratings()),
-        None => None,
-    };
-    let read_seconds = started.elapsed().as_secs_f64();
-    info!(step = %step, rows = data.len(), read_seconds, "ALS input read");
-
-    let input_rows = data.len() as u64;
-    let train_spec = spec.clone();
-    let trained = tokio::task::spawn_blocking(move || train(&train_spec, data, test))
-        .await
-        .map_err(|e| als_error(format!("training panicked: {e}")))?
-        .map_err(|e| als_error(e.to_string()))?;
-    let model_data = trained.model.data();
-    info!(
-        step = %step,
-        users = model_data.n_users(),
-        items = model_data.n_items(),
-        train_seconds = trained.train_seconds,
-        "ALS model trained"
-    );
-
-    let meta = CommitMeta {
-        run_id: ctx.run_id.clone(),
-        step: step.to_string(),
-        inputs,
-        fingerprint: Some(fingerprint),
-    };
-    let write_started = Instant::now();
-    let batches = tables::gold_batches(&trained.model, &trained.recommendations, &trained.similar)?;
-    let mut recommendation_rows = 0;
-    for (name, batch) in batches {
-        let table = TableName::new(Layer::Gold, name);
-        if name == spec::USER_RECOMMENDATIONS {
-            recommendation_rows = batch.num_rows() as u64;
+    fn error(step: &TableName, message: String) -> Error {
+        Error::Als {
+            step: step.clone(),
+            message,
         }
-        publication.overwrite(ctx, &table, batch, &meta).await?;
     }
-    let output_versions = publication.versions.clone();
 
-    let data = trained.model.data();
-    let run = ModelRun {
-        run_id: ctx.run_id.clone(),
-        step: step.to_string(),
-        trained_at: ctx.started_at,
-        input_table: input.to_string(),
-        input_version,
-        params: spec.params(),
-        threads: trained.threads,
-        input_rows,
-        users: data.n_users() as u64,
-        items: data.n_items() as u64,
-        eval: trained.eval.clone(),
-        train_rmse: trained.train_rmse,
-        loss_history: trained.model.loss_history().to_vec(),
-        read_seconds,
-        eval_seconds: trained.eval_seconds,
-        train_seconds: trained.train_seconds,
-        recommend_seconds: trained.recommend_seconds,
-        write_seconds: write_started.elapsed().as_secs_f64(),
-        output_versions: output_versions.clone(),
-    };
-    publication.log_run(ctx, step, run.to_batch()).await?;
+    fn reads(&self) -> std::result::Result<Vec<TableName>, String> {
+        let mut reads = vec![self.spec.input_table()?];
+        reads.extend(self.spec.test_table()?);
+        Ok(reads)
+    }
 
-    Ok(StepResult {
-        status: StepStatus::Committed,
-        rows: recommendation_rows,
-        version: output_versions[&primary.to_string()],
-        detail: describe(&run),
-    })
+    fn outputs(&self, _step: &TableName) -> Vec<TableName> {
+        spec::gold_outputs()
+    }
+
+    fn primary(&self, _step: &TableName) -> TableName {
+        TableName::new(Layer::Gold, spec::USER_RECOMMENDATIONS)
+    }
+
+    async fn read(
+        &self,
+        ctx: &StepContext,
+        _step: &TableName,
+        tables: &[(TableName, DeltaTable)],
+    ) -> Result<Self::Data> {
+        let mut ratings = Vec::with_capacity(tables.len());
+        for (table, delta) in tables {
+            ratings.push(read_ratings(ctx, &self.spec, table, delta).await?);
+        }
+        let mut ratings = ratings.into_iter();
+        let data = ratings.next().unwrap_or_default();
+        let test = ratings.next().map(|test| test.to_ratings());
+        Ok((data, test))
+    }
+
+    fn input_rows((data, _test): &Self::Data) -> u64 {
+        data.len() as u64
+    }
+
+    fn train(spec: AlsSpec, (data, test): Self::Data) -> std::result::Result<Trained, String> {
+        train(&spec, data, test).map_err(|e| e.to_string())
+    }
+
+    fn log_trained(step: &TableName, trained: &Trained) {
+        let data = trained.model.data();
+        info!(
+            step = %step,
+            users = data.n_users(),
+            items = data.n_items(),
+            train_seconds = trained.train_seconds,
+            "ALS model trained"
+        );
+    }
+
+    fn tables(&self, _run: &TrainingRun, trained: &Trained) -> Result<Vec<RecordBatch>> {
+        let mut batches: BTreeMap<&str, RecordBatch> =
+            tables::gold_batches(&trained.model, &trained.recommendations, &trained.similar)?
+                .into_iter()
+                .collect();
+        Ok(spec::GOLD_OUTPUTS
+            .iter()
+            .filter_map(|name| batches.remove(name))
+            .collect())
+    }
+
+    fn run_row(&self, run: &TrainingRun, trained: &Trained) -> Result<RecordBatch> {
+        model_runs::row(run, &self.spec, trained)
+    }
+
+    fn detail(&self, _run: &TrainingRun, trained: &Trained) -> String {
+        describe(trained)
+    }
 }
 
 /// One line for the run report: model size and what the evaluation measured.
-fn describe(run: &ModelRun) -> String {
+fn describe(trained: &Trained) -> String {
+    let data = trained.model.data();
     let mut text = format!(
         "{} users x {} items, trained in {:.2}s",
-        run.users, run.items, run.train_seconds
+        data.n_users(),
+        data.n_items(),
+        trained.train_seconds
     );
-    let e = &run.eval;
+    let e = &trained.eval;
     if let Some(rmse) = e.rmse {
         text.push_str(&format!(", RMSE {rmse:.4}"));
     }
@@ -415,12 +410,4 @@ fn metrics(
         popular_map_at_10: defined(m.popular.map),
         eval_users: m.model.eval_users as u64,
     }
-}
-
-/// Identifies what the step would compute from its inputs: its resolved settings.
-fn fingerprint(spec: &AlsSpec) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"als-step-v1");
-    hasher.update(serde_json::to_string(spec).unwrap_or_default().as_bytes());
-    format!("{:x}", hasher.finalize())
 }

@@ -15,14 +15,14 @@
 //! older models stay readable by time travel.
 //!
 //! Invariant: all or none, as for ALS steps (see [`crate::pipeline::publish`]). A rerun whose
-//! settings and input version are unchanged writes nothing.
+//! settings and input version are unchanged writes nothing. Both come from the training skeleton
+//! ([`crate::pipeline::training`]); this module is what is particular to classifiers.
 
 pub mod artifact;
 pub mod run_row;
 pub mod spec;
 pub mod tables;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,17 +30,15 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
 use deltalake::DeltaTable;
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::ml::forest::{self, Classifier, Encoder, Evaluation, FeatureValue};
-use crate::pipeline::commit::CommitMeta;
-use crate::pipeline::publish::{self, Publication};
-use crate::pipeline::{StepContext, StepResult, StepStatus};
+use crate::pipeline::model_runs::TrainingRun;
+use crate::pipeline::training::{self, TrainingStep};
+use crate::pipeline::{StepContext, StepResult};
 
-use run_row::ClassifierRun;
 use spec::ClassifierSpec;
 
 /// A classifier step as found in the SQL directory.
@@ -51,7 +49,7 @@ pub struct ClassifierStep {
 }
 
 /// The input rows: as read (for the predictions table) and as the model sees them.
-struct Dataset {
+pub struct Dataset {
     /// The id, feature and label columns, in [`ClassifierSpec::input_columns`] order.
     rows: RecordBatch,
     records: Vec<Vec<FeatureValue>>,
@@ -79,107 +77,110 @@ pub async fn run(
     step: &TableName,
     classifier: &ClassifierStep,
 ) -> Result<StepResult> {
-    let spec = &classifier.spec;
-    let step_error = |message: String| Error::Classifier {
-        step: step.clone(),
-        message,
-    };
-    let input = spec.input_table().map_err(step_error)?;
-    let input_delta = ctx.lake.open(&input).await?;
-    let input_version = input_delta.version().unwrap_or(0);
-    let inputs = BTreeMap::from([(input.to_string(), input_version)]);
-    let fingerprint = fingerprint(spec);
-    let outputs = spec::outputs(step);
-    let model_table = spec::model_table(step);
-    let predictions_table = spec::predictions_table(step);
-    if let Some(unchanged) =
-        publish::up_to_date(ctx, &outputs, &predictions_table, &fingerprint, &inputs).await?
-    {
-        return Ok(unchanged);
+    training::run(ctx, step, classifier).await
+}
+
+impl TrainingStep for ClassifierStep {
+    const KIND: &'static str = run_row::KIND;
+    const NAME: &'static str = "classifier";
+    type Spec = ClassifierSpec;
+    type Data = Dataset;
+    /// The input stays with the model: the predictions table repeats the test rows.
+    type Model = (Dataset, Trained);
+
+    fn spec(&self) -> &ClassifierSpec {
+        &self.spec
     }
-    let mut publication = Publication::start(ctx, &outputs).await?;
 
-    let started = Instant::now();
-    let data = read_input(ctx, spec, &input, &input_delta)
-        .await?
-        .map_err(step_error)?;
-    let read_seconds = started.elapsed().as_secs_f64();
-    info!(step = %step, rows = data.records.len(), read_seconds, "classifier input read");
+    fn error(step: &TableName, message: String) -> Error {
+        Error::Classifier {
+            step: step.clone(),
+            message,
+        }
+    }
 
-    let train_spec = spec.clone();
-    let (data, trained) = tokio::task::spawn_blocking(move || {
-        let trained = train(&train_spec, &data);
-        (data, trained)
-    })
-    .await
-    .map_err(|e| step_error(format!("training panicked: {e}")))?;
-    let trained = trained.map_err(step_error)?;
-    info!(
-        step = %step,
-        accuracy = trained.evaluation.accuracy,
-        train_seconds = trained.train_seconds,
-        "classifier trained"
-    );
+    fn reads(&self) -> std::result::Result<Vec<TableName>, String> {
+        Ok(vec![self.spec.input_table()?])
+    }
 
-    let write_started = Instant::now();
-    let predictions = tables::predictions(&data.rows, &trained)?;
-    let test_rows = predictions.num_rows() as u64;
-    let run = ClassifierRun {
-        run_id: ctx.run_id.clone(),
-        step: step.to_string(),
-        trained_at: ctx.started_at,
-        input_table: input.to_string(),
-        input_version,
-        spec: spec.clone(),
-        categorical: data.categorical.clone(),
-        input_rows: data.records.len() as u64,
-        train_rows: trained.train_rows as u64,
-        test_rows,
-        evaluation: trained.evaluation.clone(),
-        read_seconds,
-        train_seconds: trained.train_seconds,
-        eval_seconds: trained.eval_seconds,
-        write_seconds: 0.0,
-        output_versions: BTreeMap::new(),
-    };
-    let artifact = trained
-        .model
-        .to_bytes()
-        .map_err(|e| step_error(format!("cannot serialise the model: {e}")))?;
-    let model_row = tables::model_row(&run, &trained.model, &artifact)?;
-    let meta = CommitMeta {
-        run_id: ctx.run_id.clone(),
-        step: step.to_string(),
-        inputs,
-        fingerprint: Some(fingerprint),
-    };
-    let predictions_version = publication
-        .overwrite(ctx, &predictions_table, predictions, &meta)
-        .await?;
-    let model_version = publication
-        .overwrite(ctx, &model_table, model_row, &meta)
-        .await?;
-    let run = ClassifierRun {
-        write_seconds: write_started.elapsed().as_secs_f64(),
-        output_versions: publication.versions.clone(),
-        ..run
-    };
-    publication.log_run(ctx, step, run.to_batch()).await?;
+    fn outputs(&self, step: &TableName) -> Vec<TableName> {
+        spec::outputs(step).to_vec()
+    }
 
-    Ok(StepResult {
-        status: StepStatus::Committed,
-        rows: test_rows,
-        version: predictions_version,
-        detail: format!(
+    fn primary(&self, step: &TableName) -> TableName {
+        spec::predictions_table(step)
+    }
+
+    async fn read(
+        &self,
+        ctx: &StepContext,
+        step: &TableName,
+        tables: &[(TableName, DeltaTable)],
+    ) -> Result<Dataset> {
+        let Some((table, delta)) = tables.first() else {
+            return Err(Self::error(step, "the step reads no table".into()));
+        };
+        read_input(ctx, &self.spec, table, delta)
+            .await?
+            .map_err(|message| Self::error(step, message))
+    }
+
+    fn input_rows(data: &Dataset) -> u64 {
+        data.records.len() as u64
+    }
+
+    fn train(
+        spec: ClassifierSpec,
+        data: Dataset,
+    ) -> std::result::Result<(Dataset, Trained), String> {
+        let trained = train(&spec, &data)?;
+        Ok((data, trained))
+    }
+
+    fn log_trained(step: &TableName, (_data, trained): &(Dataset, Trained)) {
+        info!(
+            step = %step,
+            accuracy = trained.evaluation.accuracy,
+            train_seconds = trained.train_seconds,
+            "classifier trained"
+        );
+    }
+
+    fn tables(
+        &self,
+        run: &TrainingRun,
+        (data, trained): &(Dataset, Trained),
+    ) -> Result<Vec<RecordBatch>> {
+        let predictions = tables::predictions(&data.rows, trained)?;
+        let artifact = trained
+            .model
+            .to_bytes()
+            .map_err(|e| Self::error(&run.step, format!("cannot serialise the model: {e}")))?;
+        let accuracy = trained.evaluation.accuracy;
+        let model_row = tables::model_row(run, &self.spec, &trained.model, accuracy, &artifact)?;
+        Ok(vec![predictions, model_row])
+    }
+
+    fn run_row(
+        &self,
+        run: &TrainingRun,
+        (data, trained): &(Dataset, Trained),
+    ) -> Result<RecordBatch> {
+        run_row::row(run, &self.spec, &data.categorical, trained)
+    }
+
+    fn detail(&self, run: &TrainingRun, (_data, trained): &(Dataset, Trained)) -> String {
+        let model_table = spec::model_table(&run.step).to_string();
+        format!(
             "accuracy {:.4} on {} test rows ({} train), {} trees in {:.2}s; model version {}",
-            run.evaluation.accuracy,
-            run.test_rows,
-            run.train_rows,
-            spec.trees,
-            run.train_seconds,
-            model_version
-        ),
-    })
+            trained.evaluation.accuracy,
+            trained.predictions.len(),
+            trained.train_rows,
+            self.spec.trees,
+            trained.train_seconds,
+            run.versions.get(&model_table).copied().unwrap_or_default()
+        )
+    }
 }
 
 /// Reads the id, feature and label columns from the table's opened snapshot. The outer error is
@@ -409,14 +410,6 @@ fn train(spec: &ClassifierSpec, data: &Dataset) -> std::result::Result<Trained, 
         train_seconds,
         eval_seconds,
     })
-}
-
-/// Identifies what the step would compute from its inputs: its resolved settings.
-fn fingerprint(spec: &ClassifierSpec) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"classifier-step-v1");
-    hasher.update(serde_json::to_string(spec).unwrap_or_default().as_bytes());
-    format!("{:x}", hasher.finalize())
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use super::Trained;
 use super::artifact::ARTIFACT_FORMAT;
-use super::run_row::ClassifierRun;
-use super::spec::{CORRECT, PREDICTED, PROBABILITIES, PROBABILITY};
+use super::spec::{CORRECT, ClassifierSpec, PREDICTED, PROBABILITIES, PROBABILITY};
 use crate::error::Result;
 use crate::ml::forest::Classifier;
+use crate::pipeline::model_runs::TrainingRun;
 
 /// The test rows as read (id, features, label), plus `predicted`, `probability` (of the predicted
 /// class), `probabilities` (class -> probability) and `correct`: the shape of Spark's
@@ -94,7 +94,13 @@ pub fn predictions(rows: &RecordBatch, trained: &Trained) -> Result<RecordBatch>
 
 /// The model table's one row: what the model is (label, features and their encoding, classes,
 /// settings, accuracy, the run that trained it) and the artifact itself ([`Classifier::to_bytes`]).
-pub fn model_row(run: &ClassifierRun, model: &Classifier, artifact: &[u8]) -> Result<RecordBatch> {
+pub fn model_row(
+    run: &TrainingRun,
+    spec: &ClassifierSpec,
+    model: &Classifier,
+    accuracy: f64,
+    artifact: &[u8],
+) -> Result<RecordBatch> {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
     let schema = Schema::new(vec![
@@ -114,26 +120,26 @@ pub fn model_row(run: &ClassifierRun, model: &Classifier, artifact: &[u8]) -> Re
     ]);
     let columns: Vec<ArrayRef> = vec![
         one_string(&run.run_id),
-        one_string(&run.step),
+        one_string(&run.step.to_string()),
         Arc::new(
             TimestampMicrosecondArray::from(vec![run.trained_at.timestamp_micros()])
                 .with_timezone("UTC"),
         ),
-        one_string(&run.input_table),
+        one_string(&run.input.to_string()),
         Arc::new(Int64Array::from(vec![run.input_version as i64])),
-        one_string(&run.spec.label),
-        string_list(&run.spec.features)?,
+        one_string(&spec.label),
+        string_list(&spec.features)?,
         string_list(&model.classes)?,
         one_string(&serde_json::to_string(&model.encoder)?),
-        one_string(&serde_json::to_string(&run.spec)?),
-        Arc::new(Float64Array::from(vec![run.evaluation.accuracy])),
+        one_string(&serde_json::to_string(spec)?),
+        Arc::new(Float64Array::from(vec![accuracy])),
         one_string(ARTIFACT_FORMAT),
         Arc::new(BinaryArray::from(vec![artifact])),
     ];
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-pub fn one_string(value: &str) -> ArrayRef {
+fn one_string(value: &str) -> ArrayRef {
     Arc::new(StringArray::from(vec![value]))
 }
 
