@@ -19,7 +19,6 @@ use serde::Deserialize;
 
 use crate::api::error::ApiError;
 use crate::api::settings::{AuthConfig, AuthKey};
-use crate::api::state::AppState;
 use crate::error::{Error, Result};
 
 /// What a token lets its bearer do.
@@ -127,17 +126,26 @@ fn required_role(method: &axum::http::Method, path: &str) -> Role {
     }
 }
 
+/// What [`require_token`] checks requests against.
+#[derive(Debug)]
+pub struct Gate {
+    /// `None`: auth is off.
+    pub verifier: Option<Verifier>,
+    /// Paths that answer without a token (`serve.open_paths`).
+    pub open_paths: Vec<String>,
+}
+
 /// Middleware enforcing the rules of the module docs.
 pub async fn require_token(
-    State(state): State<Arc<AppState>>,
+    State(gate): State<Arc<Gate>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(verifier) = &state.verifier else {
+    let Some(verifier) = &gate.verifier else {
         return next.run(request).await;
     };
     let path = request.uri().path();
-    if state.config.serve.open_paths.iter().any(|p| p == path) {
+    if gate.open_paths.iter().any(|p| p == path) {
         return next.run(request).await;
     }
     let token = request

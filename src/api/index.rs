@@ -12,7 +12,6 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int32Type, Int64Type};
 use datafusion::logical_expr::{cast, col};
-use datafusion::prelude::SessionContext;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
@@ -187,7 +186,7 @@ async fn build(
 }
 
 async fn scan(snapshot: &Snapshot, columns: &[&str]) -> ApiResult<Vec<RecordBatch>> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     let frame = ctx.read_table(Arc::clone(&snapshot.provider))?;
     let exprs = columns
         .iter()
@@ -197,7 +196,7 @@ async fn scan(snapshot: &Snapshot, columns: &[&str]) -> ApiResult<Vec<RecordBatc
 }
 
 async fn ranked_lists(snapshot: &Snapshot, id: &str, other: &str) -> ApiResult<RankedLists> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     let frame = ctx
         .read_table(Arc::clone(&snapshot.provider))?
         .select(vec![
@@ -270,7 +269,7 @@ async fn item_details(
             .map(String::as_str)
             .filter(|c| schema.field_with_name(c).is_ok() && *c != config.item_id_column),
     );
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     let mut exprs = vec![cast(col(columns[0]), arrow::datatypes::DataType::Int64).alias("__id")];
     exprs.extend(columns[1..].iter().map(|c| col(*c)));
     let batches = ctx

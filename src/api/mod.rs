@@ -126,7 +126,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
+            Arc::clone(&state.gate),
             auth::require_token,
         ))
         .layer(RequestBodyLimitLayer::new(serve.max_body_bytes))
@@ -137,7 +137,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
+            Arc::clone(&state.metrics),
             metrics::track,
         ))
         .layer(TraceLayer::new_for_http());

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::api::auth::Verifier;
+use crate::api::auth::{Gate, Verifier};
 use crate::api::cache::ResponseCache;
 use crate::api::index::Indexes;
 use crate::api::metrics::Metrics;
@@ -24,8 +24,8 @@ pub struct AppState {
     /// Classifier models loaded for predictions.
     pub models: Models,
     pub metrics: Arc<Metrics>,
-    /// `None`: auth is off.
-    pub verifier: Option<Verifier>,
+    /// Who may call what (`None` verifier: auth is off).
+    pub gate: Arc<Gate>,
     /// Starts pipeline runs (`POST /v1/runs`, the schedule).
     pub runner: Arc<Runner>,
 }
@@ -47,9 +47,12 @@ impl AppState {
             indexes: Indexes::default(),
             models: Models::default(),
             lake,
+            gate: Arc::new(Gate {
+                verifier,
+                open_paths: config.serve.open_paths.clone(),
+            }),
             config,
             metrics,
-            verifier,
         }))
     }
 

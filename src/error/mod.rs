@@ -129,6 +129,16 @@ pub enum Error {
     #[error("classifier step {step}: {message}")]
     Classifier { step: TableName, message: String },
 
+    /// A training step's model could not be trained; nothing was published.
+    #[error("{kind} step {step}: {source}")]
+    Training {
+        /// `ALS`, `classifier`.
+        kind: &'static str,
+        step: TableName,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// Rows cannot join a table: a column they share has another type.
     #[error("table {table}: {message}")]
     SchemaConflict { table: TableName, message: String },
@@ -210,6 +220,7 @@ impl Error {
             | Error::Fetch { .. }
             | Error::Als { .. }
             | Error::Classifier { .. }
+            | Error::Training { .. }
             | Error::SchemaConflict { .. }
             | Error::StepTimeout { .. }
             | Error::LakeBusy { .. }

@@ -26,8 +26,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use url::Url;
 
-use super::source::SourceKind;
-
 /// Lineage column: the request that returned the record.
 pub const REQUEST_URL: &str = "_request_url";
 /// Lineage column: when that response arrived.
@@ -50,7 +48,7 @@ pub struct HttpSource {
     /// at fetch time (tokens stay out of config files).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "super::source::text_map")]
+    #[serde(default, deserialize_with = "text_map")]
     pub query: BTreeMap<String, String>,
     /// JSON body for POST (e.g. a query API's `{"query": {}, "options": {"limit": 50}}`).
     #[serde(default)]
@@ -62,15 +60,9 @@ pub struct HttpSource {
     pub pagination: Pagination,
     #[serde(default = "default_retries")]
     pub retries: u32,
-    #[serde(
-        default = "default_retry_backoff",
-        deserialize_with = "super::source::duration"
-    )]
+    #[serde(default = "default_retry_backoff", deserialize_with = "duration")]
     pub retry_backoff: Duration,
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "super::source::duration"
-    )]
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
     /// Pages fetched at most (at least one is always fetched).
     #[serde(default = "default_max_pages")]
@@ -100,31 +92,32 @@ fn default_merge_key() -> String {
     "id".into()
 }
 
+/// A duration written as humantime text (`"500ms"`, `"30s"`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("not a duration (e.g. \"500ms\", \"30s\"): {e}"))
+    })
+}
+
+/// A map whose values may be written as any TOML scalar, read as their text (`page = 1` → "1").
+fn text_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let values = <BTreeMap<String, toml::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(values
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
+}
+
 fn dot_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let text = <String as serde::Deserialize>::deserialize(d)?;
     Ok(parse_path(&text))
-}
-
-impl SourceKind for HttpSource {
-    /// What the types cannot say: the URL (with its variables' defaults, when all have one) must
-    /// parse as http(s), a body needs POST, the merge key must name a field.
-    fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut errors = Vec::new();
-        match substitute_env(&self.url, |_| None).map(|text| Url::parse(&text)) {
-            Ok(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
-                errors.push(("url", format!("{url} is not an http(s) URL")))
-            }
-            Ok(Err(e)) => errors.push(("url", format!("not a valid URL: {e}"))),
-            _ => {}
-        }
-        if self.body.is_some() && self.method == Method::Get {
-            errors.push(("body", "a body needs method = \"POST\"".into()));
-        }
-        if self.merge_key.is_empty() {
-            errors.push(("merge_key", "must not be empty".into()));
-        }
-        errors
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,9 +10,7 @@
 //! its settings struct implementing [`SourceKind`], its arm in [`SourceSpec::kind_mut`], a reader
 //! module, and its arm in `pipeline::ingest_step::run`, the one place sources are read.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -183,13 +181,6 @@ impl<'de> Deserialize<'de> for Location {
         let text = String::deserialize(d)?;
         Location::parse(&text, Path::new("")).map_err(D::Error::custom)
     }
-}
-
-/// A duration written as humantime text (`"500ms"`, `"30s"`).
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| D::Error::custom(format!("not a duration (e.g. \"500ms\", \"30s\"): {e}")))
 }
 
 impl SourceSpec {
@@ -375,21 +366,26 @@ fn keyed<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::E
         .map_err(D::Error::custom)
 }
 
-/// A map whose values may be written as any TOML scalar, read as their text (`page = 1` → "1").
-pub(crate) fn text_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let values = BTreeMap::<String, Value>::deserialize(d)?;
-    Ok(values
-        .into_iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, text)
-        })
-        .collect())
+impl SourceKind for HttpSource {
+    /// What the types cannot say: the URL (with its variables' defaults, when all have one) must
+    /// parse as http(s), a body needs POST, the merge key must name a field.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        match super::http::substitute_env(&self.url, |_| None).map(|text| url::Url::parse(&text)) {
+            Ok(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
+                errors.push(("url", format!("{url} is not an http(s) URL")))
+            }
+            Ok(Err(e)) => errors.push(("url", format!("not a valid URL: {e}"))),
+            _ => {}
+        }
+        if self.body.is_some() && self.method == super::http::Method::Get {
+            errors.push(("body", "a body needs method = \"POST\"".into()));
+        }
+        if self.merge_key.is_empty() {
+            errors.push(("merge_key", "must not be empty".into()));
+        }
+        errors
+    }
 }
 
 #[cfg(test)]

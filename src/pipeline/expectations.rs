@@ -71,7 +71,7 @@ pub async fn evaluate(
     batches: &[RecordBatch],
     expect: &Expectations,
 ) -> datafusion::error::Result<Vec<Failure>> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     let table = MemTable::try_new(schema, vec![batches.to_vec()])?;
     ctx.register_table("result", Arc::new(table))?;
     evaluate_registered(&ctx, expect).await

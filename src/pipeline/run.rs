@@ -23,21 +23,8 @@ use crate::pipeline::step::Step;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::sample;
 
+pub use crate::pipeline::run_log::StepReport;
 pub use crate::run_options::RunOptions;
-
-/// One step's outcome in a run.
-#[derive(Debug, Clone)]
-pub struct StepReport {
-    pub table: TableName,
-    /// 1 for the first try.
-    pub attempt: u32,
-    pub status: StepStatus,
-    pub rows: Option<u64>,
-    pub version: Option<u64>,
-    pub elapsed_ms: u64,
-    pub detail: String,
-    pub error: Option<String>,
-}
 
 /// The whole run.
 #[derive(Debug, Clone)]

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::catalog::{Lake, Layer, TableName};
 use crate::error::Result;
+use crate::pipeline::StepStatus;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
-use crate::pipeline::run::StepReport;
 pub use crate::run_options::Trigger;
 
 pub fn runs_table() -> TableName {
@@ -29,6 +29,20 @@ pub fn runs_table() -> TableName {
 
 pub fn step_runs_table() -> TableName {
     TableName::new(Layer::System, "step_runs")
+}
+
+/// One step's outcome in a run.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub table: TableName,
+    /// 1 for the first try.
+    pub attempt: u32,
+    pub status: StepStatus,
+    pub rows: Option<u64>,
+    pub version: Option<u64>,
+    pub elapsed_ms: u64,
+    pub detail: String,
+    pub error: Option<String>,
 }
 
 /// One row of `system.runs`.

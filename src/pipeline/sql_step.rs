@@ -13,18 +13,25 @@ use std::path::PathBuf;
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SQLOptions};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{TableName, row_count};
 use crate::error::{Error, Result};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
-use crate::pipeline::dag::SqlStep;
 use crate::pipeline::expectations;
 use crate::pipeline::fingerprint::{self, Fingerprint};
 use crate::pipeline::settings::{Materialization, StepSettings};
 use crate::pipeline::{StepContext, StepResult, StepStatus};
+
+/// A SQL step as found in the SQL directory.
+#[derive(Debug, Clone)]
+pub struct SqlStep {
+    pub file: PathBuf,
+    pub sql: String,
+    pub settings: StepSettings,
+}
 
 /// Queries in steps may only read: DDL, DML and `SET` are refused at planning time.
 pub fn read_only() -> SQLOptions {
@@ -73,7 +80,8 @@ pub async fn run(
         .await
         .map_err(sql_error)?;
     let staged_files = staging.has_files();
-    let check_ctx = SessionContext::new();
+    // Expectations run under the same memory pool as the step itself.
+    let check_ctx = crate::session::new_session(&ctx.config.session_options())?;
     if staged_files {
         check_ctx
             .register_parquet("result", &staging.url, ParquetReadOptions::default())

@@ -72,8 +72,15 @@ pub trait TrainingStep: Sync {
     /// Rows read from the input (`system.model_runs.input_rows`).
     fn input_rows(data: &Self::Data) -> u64;
 
-    /// Trains and measures. Runs on a blocking thread; an error is a message for the user.
-    fn train(spec: Self::Spec, data: Self::Data) -> std::result::Result<Self::Model, String>;
+    /// Why training failed (the data cannot train a model, a setting is out of range); kept as the
+    /// step error's `#[source]`.
+    type TrainError: std::error::Error + Send + Sync + 'static;
+
+    /// Trains and measures. Runs on a blocking thread.
+    fn train(
+        spec: Self::Spec,
+        data: Self::Data,
+    ) -> std::result::Result<Self::Model, Self::TrainError>;
 
     /// Logs what was trained (one line).
     fn log_trained(step: &TableName, model: &Self::Model);
@@ -106,15 +113,19 @@ pub async fn run<S: TrainingStep>(
         opened.push((table, delta));
     }
     let Some((input, input_delta)) = opened.first() else {
-        return Err(step_error("the step reads no table".into()));
+        return Err(Error::Internal(format!(
+            "{} step {step} reads no table",
+            S::NAME
+        )));
     };
     let (input, input_version) = (input.clone(), input_delta.version().unwrap_or(0));
     let fingerprint = Fingerprint::of(S::KIND, kind.spec())?;
     let outputs = kind.outputs(step);
     let primary = kind.primary(step);
     let Some(primary_at) = outputs.iter().position(|t| *t == primary) else {
-        return Err(step_error(format!(
-            "{primary} is not among the step's outputs"
+        return Err(Error::Internal(format!(
+            "{} step {step}: {primary} is not among the step's outputs",
+            S::NAME
         )));
     };
     let detail = "up_to_date: input and settings unchanged";
@@ -134,8 +145,12 @@ pub async fn run<S: TrainingStep>(
     let spec = kind.spec().clone();
     let model = tokio::task::spawn_blocking(move || S::train(spec, data))
         .await
-        .map_err(|e| step_error(format!("training panicked: {e}")))?
-        .map_err(step_error)?;
+        .map_err(|e| Error::Internal(format!("{} step {step}: training panicked: {e}", S::NAME)))?
+        .map_err(|source| Error::Training {
+            kind: S::NAME,
+            step: step.clone(),
+            source: Box::new(source),
+        })?;
     S::log_trained(step, &model);
 
     let mut run = TrainingRun {
@@ -159,8 +174,9 @@ pub async fn run<S: TrainingStep>(
     let write_started = Instant::now();
     let batches = kind.tables(&run, &model)?;
     if batches.len() != outputs.len() {
-        return Err(step_error(format!(
-            "{} batches for {} output tables",
+        return Err(Error::Internal(format!(
+            "{} step {step}: {} batches for {} output tables",
+            S::NAME,
             batches.len(),
             outputs.len()
         )));

@@ -15,7 +15,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -351,7 +350,7 @@ async fn model_run_rows(state: &AppState) -> ApiResult<(String, Vec<Map<String, 
     let Some(snapshot) = state.snapshots.latest_if_exists(&table).await? else {
         return Ok((format!("{table}@none"), Vec::new()));
     };
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     ctx.register_table("model_runs", Arc::clone(&snapshot.provider))?;
     let batches = ctx
         .sql("SELECT * FROM model_runs ORDER BY trained_at, run_id")

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -107,7 +106,7 @@ async fn render_page(
     encoding: Encoding,
     key: &str,
 ) -> ApiResult<Cached> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     let frame = page.apply(ctx.read_table(Arc::clone(&snapshot.provider))?)?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;

@@ -163,8 +163,13 @@ impl TrainingStep for AlsStep {
         data.len() as u64
     }
 
-    fn train(spec: AlsSpec, (data, test): Self::Data) -> std::result::Result<Trained, String> {
-        train(&spec, data, test).map_err(|e| e.to_string())
+    type TrainError = crate::ml::als::AlsError;
+
+    fn train(
+        spec: AlsSpec,
+        (data, test): Self::Data,
+    ) -> std::result::Result<Trained, Self::TrainError> {
+        train(&spec, data, test)
     }
 
     fn log_trained(step: &TableName, trained: &Trained) {

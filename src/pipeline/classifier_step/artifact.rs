@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 use datafusion::catalog::TableProvider;
-use datafusion::prelude::SessionContext;
 
 use crate::ml::forest::Classifier;
 
@@ -39,7 +38,7 @@ pub enum ArtifactError {
 
 /// Reads the model row of a model table (at whatever version `provider` was opened).
 pub async fn read(provider: Arc<dyn TableProvider>) -> Result<StoredModel, ArtifactError> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::scratch_session();
     let frame = ctx.read_table(provider)?;
     let columns = [
         "artifact_format",

@@ -129,11 +129,13 @@ impl TrainingStep for ClassifierStep {
         data.records.len() as u64
     }
 
+    type TrainError = TrainingFailed;
+
     fn train(
         spec: ClassifierSpec,
         data: Dataset,
-    ) -> std::result::Result<(Dataset, Trained), String> {
-        let trained = train(&spec, &data)?;
+    ) -> std::result::Result<(Dataset, Trained), TrainingFailed> {
+        let trained = train(&spec, &data).map_err(TrainingFailed)?;
         Ok((data, trained))
     }
 
@@ -348,6 +350,11 @@ fn column_kind(data_type: &DataType) -> ColumnKind {
 
 /// Splits, trains on the train rows and measures on the test rows. CPU-bound: runs on a
 /// blocking thread.
+/// Why a classifier could not be trained, naming the row and field or the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TrainingFailed(pub String);
+
 fn train(spec: &ClassifierSpec, data: &Dataset) -> std::result::Result<Trained, String> {
     // The vocabulary of categories comes from every row (a category only held-out rows have is
     // still a known value of the input); only the labels of the train rows are learned from.

@@ -19,11 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::catalog::{Lake, TableName};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pipeline::step::{self, ingest};
+use crate::pipeline::step::{self, Step, ingest};
 
 pub use render::DagFormat;
-// Steps used to live here; these paths stay valid for callers such as `sql_step`.
-pub use crate::pipeline::step::{SqlStep, Step, StepKind};
 
 /// The validated step graph.
 #[derive(Debug, Clone)]
@@ -211,6 +209,7 @@ mod tests {
     use super::*;
     use crate::pipeline::retry::RetryPolicy;
     use crate::pipeline::settings::StepSettings;
+    use crate::pipeline::step::{SqlStep, StepKind};
 
     fn step(table: &str, reads: &[&str]) -> Step {
         Step {

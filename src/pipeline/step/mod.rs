@@ -45,7 +45,7 @@ use crate::pipeline::classifier_step::{self, ClassifierStep};
 use crate::pipeline::retry::RetryPolicy;
 use crate::pipeline::{StepContext, StepResult, ingest_step, sql_step};
 
-pub use sql::SqlStep;
+pub use crate::pipeline::sql_step::SqlStep;
 
 /// What a step does.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@
 //! own table; table functions in `FROM` are not reads.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use datafusion::common::TableReference;
 use datafusion::sql::parser::{DFParser, Statement};
@@ -21,19 +21,12 @@ use toml::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::pipeline::retry::RetryPolicy;
-use crate::pipeline::settings::{self, StepSettings};
+use crate::pipeline::settings;
+use crate::pipeline::sql_step::SqlStep;
 use crate::pipeline::step::{Step, StepKind};
 
 /// Table functions that may appear in FROM clauses; they are not tables.
 const TABLE_FUNCTIONS: [&str; 4] = ["table_version", "table_as_of", "generate_series", "range"];
-
-/// A SQL step as found in the SQL directory.
-#[derive(Debug, Clone)]
-pub struct SqlStep {
-    pub file: PathBuf,
-    pub sql: String,
-    pub settings: StepSettings,
-}
 
 /// Reads and parses one SQL step; its reads come from the query's table references.
 pub fn read(table: &TableName, file: &Path, config: Option<&Table>) -> Result<Step> {
