@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::{Lake, TableName, row_count};
+use crate::catalog::{META_RUN_ID, META_STEP};
 use crate::error::{Error, Result};
-use crate::pipeline::commit::{META_RUN_ID, META_STEP};
 
 /// One table of the lake, as `strata tables` and `GET /v1/tables` show it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]

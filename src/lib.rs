@@ -14,29 +14,31 @@
 //!                                          + a row of system.model_runs per training
 //! ```
 //!
-//! Tour of the modules, from the bottom of the module graph up (a module imports only those
-//! listed before it, `ml` and `sample` importing none):
+//! Tour of the modules, from the bottom of the module graph up: each imports only modules listed
+//! before it, except that the crate error wraps the typed errors of `catalog::table_name` and
+//! `ingest::http`, and `config` reads the `[serve]` section `api::settings` owns.
+//! - [`ml`]: alternating least squares and random forests (training, evaluation, benchmarks);
+//!   [`sample`]: the seeded MovieLens-shaped data generator. Both import nothing of the crate.
 //! - [`error`]: the crate error; each variant's [`error::Fault`] decides exit code and HTTP status.
 //! - [`storage`]: where the lake lives (`LakeRoot`: a directory or `s3://`), object-store access
-//!   checks, the conditional-write check, clear storage errors.
-//! - [`session`]: the one factory of DataFusion sessions (memory pool, planner).
+//!   checks, the conditional-write check, clear storage errors. [`session`]: the one factory of
+//!   DataFusion sessions (memory pool, planner). [`output`]: rendering. [`fixtures`]: `strata
+//!   fixtures serve`, recorded JSON APIs served locally for offline examples.
 //! - [`catalog`]: `layer.name` ⇄ `<lake>/<layer>/<name>/`; opening tables (latest, version, as-of);
 //!   a session where every table is queryable, plus `table_version` / `table_as_of`.
 //! - [`ingest`]: sources as one typed enum (`SourceSpec`), where their files live (`Location`, local
 //!   or `s3://`), parsers for CSV, MovieLens `::` files, JSON/NDJSON and Parquet that account for
 //!   every line (a row or a reject), and HTTP JSON API fetching.
+//! - [`query`]: read-only SQL. [`inspect`]: table list, version history, restore.
+//!   [`run_options`]: what a run is asked to do, and cron schedules of runs, as plain data.
 //! - [`config`]: defaults < config file < `STRATA_*` env < flags, all problems reported at once;
 //!   composes the sections other modules own (sources, serve settings, run options).
 //! - [`pipeline`]: the step DAG and its step kinds (ingest, SQL, ALS, classifier), expectations,
 //!   commits, publishing training outputs all or none, retries, the run scheduler, the run log and
 //!   the lake lock, and runs started from `serve` (on request or on a cron schedule).
-//! - [`query`]: read-only SQL. [`inspect`]: table list, version history, restore.
-//! - [`ml`]: alternating least squares and random forests (training, evaluation, benchmarks).
-//! - [`sample`]: the seeded MovieLens-shaped data generator. [`fixtures`]: `strata fixtures
-//!   serve`, recorded JSON APIs served locally for offline examples.
 //! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations,
 //!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI).
-//! - [`output`], [`cli`]: rendering and the command line.
+//! - [`cli`]: the command line.
 //!
 //! Every table is a plain Delta table, so Spark, DuckDB, pandas and polars read the lake directly.
 //! `ARCHITECTURE.md` follows a run and a request through these modules.

@@ -1,4 +1,5 @@
-//! Read-only SQL over the lake, for `strata query` (and later the HTTP API).
+//! Read-only SQL over the lake: `strata query`, and the read-only rule SQL steps and
+//! `POST /v1/query` plan with.
 //!
 //! Queries are planned with DDL, DML and `SET` disallowed (DataFusion `SQLOptions`), so nothing typed
 //! here can change a table: `INSERT INTO silver.x` would otherwise commit a Delta version.
@@ -7,10 +8,19 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::prelude::SQLOptions;
 
 use crate::catalog::{Lake, SessionOptions};
 use crate::error::{Error, Result};
-use crate::pipeline::sql_step::read_only;
+
+/// Session options for SQL that may only read: DDL, DML and `SET` are refused at planning time
+/// (steps, `strata query`, `POST /v1/query`).
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
 
 /// A query's full result.
 #[derive(Debug)]

@@ -33,6 +33,13 @@ pub use crate::session::SessionOptions;
 use crate::session::new_session;
 use crate::storage::{LakeConfig, LakeRoot, RemoteLake};
 
+/// Commit metadata keys Strata writes at the top level of Delta's `commitInfo` (the pipeline
+/// writes them, `inspect` and the API read them back).
+pub const META_RUN_ID: &str = "strata.run_id";
+pub const META_STEP: &str = "strata.step";
+pub const META_INPUTS: &str = "strata.inputs";
+pub const META_FINGERPRINT: &str = "strata.fingerprint";
+
 /// The lake: `<root>/<layer>/<name>/` per table, on local disk or on object storage.
 #[derive(Debug, Clone)]
 pub struct Lake {

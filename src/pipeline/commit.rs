@@ -25,11 +25,7 @@ use serde_json::{Value, json};
 use crate::catalog::{Lake, TableName};
 use crate::error::{Error, Result};
 
-/// Commit metadata keys, stored at the top level of Delta's `commitInfo`.
-pub const META_RUN_ID: &str = "strata.run_id";
-pub const META_STEP: &str = "strata.step";
-pub const META_INPUTS: &str = "strata.inputs";
-pub const META_FINGERPRINT: &str = "strata.fingerprint";
+pub use crate::catalog::{META_FINGERPRINT, META_INPUTS, META_RUN_ID, META_STEP};
 
 /// Who wrote a commit and from what: lets `strata history` name the run and lets a rerun skip a step
 /// whose SQL, settings and input versions are unchanged.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{ParquetReadOptions, SQLOptions};
+use datafusion::prelude::ParquetReadOptions;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -24,6 +24,7 @@ use crate::pipeline::expectations;
 use crate::pipeline::fingerprint::{self, Fingerprint};
 use crate::pipeline::settings::{Materialization, StepSettings};
 use crate::pipeline::{StepContext, StepResult, StepStatus};
+use crate::query::read_only;
 
 /// A SQL step as found in the SQL directory.
 #[derive(Debug, Clone)]
@@ -31,14 +32,6 @@ pub struct SqlStep {
     pub file: PathBuf,
     pub sql: String,
     pub settings: StepSettings,
-}
-
-/// Queries in steps may only read: DDL, DML and `SET` are refused at planning time.
-pub fn read_only() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
 }
 
 pub async fn run(

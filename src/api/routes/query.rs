@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use crate::api::encode::{Encoding, type_name};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::state::AppState;
-use crate::pipeline::sql_step::read_only;
+use crate::query::read_only;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

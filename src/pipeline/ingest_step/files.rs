@@ -16,7 +16,9 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicr
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 
-use super::{INGESTED_AT, SOURCE_FILE, ingested_files_table, reject_rows, timestamp_type};
+use super::{
+    INGESTED_AT, SOURCE_FILE, as_strings, ingested_files_table, reject_rows, timestamp_type,
+};
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::ingest::location::SourceFile;
@@ -367,13 +369,13 @@ async fn last_ingested(ctx: &StepContext, source: &str) -> Result<HashMap<String
     let batches = session.sql(&sql).await?.collect().await?;
     let mut last = HashMap::new();
     for batch in batches {
-        let paths = as_strings(batch.column(0))?;
+        let paths = as_strings(batch.column(0).as_ref())?;
         let sizes = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
         let sizes = sizes
             .as_any()
             .downcast_ref::<Int64Array>()
             .expect("cast to Int64 gives Int64Array");
-        let checksums = as_strings(batch.column(2))?;
+        let checksums = as_strings(batch.column(2).as_ref())?;
         for i in 0..batch.num_rows() {
             // Ordered by time, so the last entry per path wins.
             last.insert(
@@ -383,14 +385,4 @@ async fn last_ingested(ctx: &StepContext, source: &str) -> Result<HashMap<String
         }
     }
     Ok(last)
-}
-
-/// A string column as `StringArray`, whatever string encoding DataFusion chose (Utf8View...).
-fn as_strings(column: &ArrayRef) -> Result<StringArray> {
-    let cast = arrow::compute::cast(column, &DataType::Utf8)?;
-    Ok(cast
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8 gives StringArray")
-        .clone())
 }

@@ -9,13 +9,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, StringArray};
+use arrow::array::Array;
 use arrow::datatypes::DataType;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::reject_rows;
+use super::{as_strings, reject_rows};
 use crate::catalog::{TableName, row_count};
 use crate::error::{Error, Result};
 use crate::ingest::http::{self, HttpSource, Page};
@@ -222,8 +222,8 @@ async fn known_hashes(
     let batches = session.sql(&sql).await?.collect().await?;
     let mut known = HashMap::new();
     for batch in batches {
-        let keys = strings(batch.column(0).as_ref())?;
-        let hashes = strings(batch.column(1).as_ref())?;
+        let keys = as_strings(batch.column(0).as_ref())?;
+        let hashes = as_strings(batch.column(1).as_ref())?;
         for i in 0..batch.num_rows() {
             if keys.is_valid(i) && hashes.is_valid(i) {
                 known.insert(keys.value(i).to_string(), hashes.value(i).to_string());
@@ -231,15 +231,6 @@ async fn known_hashes(
         }
     }
     Ok(known)
-}
-
-fn strings(array: &dyn Array) -> Result<StringArray> {
-    let cast = arrow::compute::cast(array, &DataType::Utf8)?;
-    Ok(cast
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8 gives a StringArray")
-        .clone())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod http;
 
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
 
@@ -62,6 +62,16 @@ pub async fn run(ctx: &StepContext, table: &TableName, source_name: &str) -> Res
 /// Declared columns, if any.
 fn declared(columns: &Option<Columns>) -> Option<&[ColumnSpec]> {
     columns.as_ref().map(|c| c.0.as_slice())
+}
+
+/// A string column as `StringArray`, whatever string encoding DataFusion chose (Utf8View...).
+fn as_strings(array: &dyn Array) -> Result<StringArray> {
+    let cast = arrow::compute::cast(array, &DataType::Utf8)?;
+    Ok(cast
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8 gives a StringArray")
+        .clone())
 }
 
 fn timestamp_type() -> DataType {
