@@ -78,8 +78,8 @@ pub enum Error {
     },
 
     /// The SQL step files do not form a valid pipeline (unknown table, cycle, bad file name...).
-    #[error("{0}")]
-    Dag(String),
+    #[error(transparent)]
+    Dag(#[from] DagError),
 
     /// A SQL file could not be parsed or planned.
     #[error("{}: {message}", file.display())]
@@ -184,6 +184,22 @@ pub enum Error {
     /// Output could not be serialised.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+}
+
+/// The step files do not form a valid pipeline: every problem found, each naming its file or step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
+pub struct DagError {
+    pub problems: Vec<String>,
+}
+
+impl DagError {
+    /// One problem.
+    pub fn new(problem: impl Into<String>) -> Self {
+        DagError {
+            problems: vec![problem.into()],
+        }
+    }
 }
 
 /// Who is at fault for an error.

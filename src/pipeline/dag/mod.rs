@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{Lake, TableName};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{DagError, Error, Result};
 use crate::pipeline::step::{self, Step, ingest};
 
 pub use render::DagFormat;
@@ -98,7 +98,7 @@ impl Dag {
             }
         }
         if !problems.is_empty() {
-            return Err(Error::Dag(problems.join("\n")));
+            return Err(DagError { problems }.into());
         }
         let order = topological_order(&steps)?;
         Ok(Dag { steps, order })
@@ -177,7 +177,7 @@ fn topological_order(steps: &BTreeMap<TableName, Step>) -> Result<Vec<TableName>
         return Ok(order);
     }
     let unsorted: BTreeSet<&TableName> = remaining.keys().copied().collect();
-    Err(Error::Dag(describe_cycle(steps, &unsorted)))
+    Err(DagError::new(describe_cycle(steps, &unsorted)).into())
 }
 
 /// Walks read edges among the steps Kahn's algorithm could not sort until one repeats: that loop is a

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use toml::Table;
 
 use crate::catalog::{Layer, TableName};
-use crate::error::{Error, Result};
+use crate::error::{DagError, Error, Result};
 use crate::pipeline::als_step::{self, AlsStep};
 use crate::pipeline::classifier_step::{self, ClassifierStep};
 use crate::pipeline::retry::RetryPolicy;
@@ -229,13 +229,14 @@ pub fn step_files(sql_dir: &Path) -> Result<Vec<StepFile>> {
             };
             let stem = stem.to_string();
             if layer == Layer::System {
-                return Err(Error::Dag(format!(
+                return Err(Error::Dag(DagError::new(format!(
                     "{}: the system layer is Strata's own; put steps under bronze, silver or gold",
                     path.display()
-                )));
+                ))));
             }
-            TableName::validate_name(&stem)
-                .map_err(|message| Error::Dag(format!("{}: {message}", path.display())))?;
+            TableName::validate_name(&stem).map_err(|message| {
+                Error::Dag(DagError::new(format!("{}: {message}", path.display())))
+            })?;
             files.push(StepFile {
                 table: TableName::new(layer, stem),
                 path,

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use toml::Table;
 
 use crate::catalog::TableName;
-use crate::error::{Error, Result};
+use crate::error::{DagError, Error, Result};
 use crate::pipeline::retry::RetryPolicy;
 use crate::pipeline::settings;
 use crate::pipeline::sql_step::SqlStep;
@@ -50,10 +50,10 @@ pub fn read(table: &TableName, file: &Path, config: Option<&Table>) -> Result<St
     for reference in references {
         if let Some(read) = referenced_table(file, &reference)? {
             if &read == table {
-                return Err(Error::Dag(format!(
+                return Err(Error::Dag(DagError::new(format!(
                     "cycle: {} reads its own table {table}",
                     file.display()
-                )));
+                ))));
             }
             reads.insert(read);
         }
@@ -97,7 +97,8 @@ fn first_words(s: &str) -> String {
 
 /// Maps a table reference to a lake table; table functions map to `None`.
 fn referenced_table(file: &Path, reference: &TableReference) -> Result<Option<TableName>> {
-    let dag_error = |message: String| Error::Dag(format!("{}: {message}", file.display()));
+    let dag_error =
+        |message: String| Error::Dag(DagError::new(format!("{}: {message}", file.display())));
     match reference {
         TableReference::Bare { table } => {
             if TABLE_FUNCTIONS.contains(&table.as_ref()) {
