@@ -16,7 +16,7 @@
 //!
 //! Tour of the modules, from the bottom of the module graph up: each imports only modules listed
 //! before it, except that the crate error wraps the typed errors of `catalog::table_name` and
-//! `ingest::http`, and `config` reads the `[serve]` section `api::settings` owns.
+//! `ingest::http`.
 //! - [`ml`]: alternating least squares and random forests (training, evaluation, benchmarks);
 //!   [`sample`]: the seeded MovieLens-shaped data generator. Both import nothing of the crate.
 //! - [`error`]: the crate error; each variant's [`error::Fault`] decides exit code and HTTP status.
@@ -32,7 +32,8 @@
 //! - [`query`]: read-only SQL. [`inspect`]: table list, version history, restore.
 //!   [`run_options`]: what a run is asked to do, and cron schedules of runs, as plain data.
 //! - [`config`]: defaults < config file < `STRATA_*` env < flags, all problems reported at once;
-//!   composes the sections other modules own (sources, serve settings, run options).
+//!   composes the sections other modules own (sources, run options) with its own (`[serve]` in
+//!   `config::serve`).
 //! - [`pipeline`]: the step DAG and its step kinds (ingest, SQL, ALS, classifier), expectations,
 //!   commits, publishing training outputs all or none, retries, the run scheduler, the run log and
 //!   the lake lock, and runs started from `serve` (on request or on a cron schedule).

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::api::error::ApiError;
-use crate::api::settings::{AuthConfig, AuthKey};
+use crate::config::serve::{AuthConfig, AuthKey};
 use crate::error::{Error, Result};
 
 /// What a token lets its bearer do.

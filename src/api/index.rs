@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::settings::RecommendationsConfig;
 use crate::api::snapshots::{Snapshot, Snapshots};
 use crate::catalog::{Layer, TableName};
+use crate::config::serve::RecommendationsConfig;
 
 /// One ranked neighbour: an item and its score.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod models;
 pub mod page;
 pub mod routes;
-pub mod settings;
 pub mod snapshots;
 pub mod state;
 

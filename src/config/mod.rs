@@ -11,7 +11,7 @@
 //! environment.
 //!
 //! This module composes sections owned by the modules that use them (`[sources.*]` is
-//! [`crate::ingest::SourceSpec`], `[serve]` is `api::settings`, the sample is `sample::SampleSpec`)
+//! [`crate::ingest::SourceSpec`], `[serve]` is `serve`, read by `api`, the sample is `sample::SampleSpec`)
 //! and validates the keys that are its own; `layers` does the generic TOML layering.
 
 use std::collections::BTreeMap;
@@ -21,10 +21,10 @@ use serde::Deserialize;
 use toml::{Table, Value};
 
 mod layers;
+pub mod serve;
 
 use layers::{Layer, LayerKind, MergeRules, check_layer, env_layers, file_layer, merge_layers};
 
-use crate::api::settings::{RawServe, ServeConfig};
 use crate::catalog::table_name::TableName;
 pub use crate::error::{ConfigError, Problem};
 use crate::ingest::SourceSpec;
@@ -32,6 +32,7 @@ use crate::run_options::{RunOptions, Schedule, Trigger};
 use crate::sample::SampleSpec;
 use crate::session::SessionOptions;
 use crate::storage::{LakeConfig, LakeRoot};
+use serve::{RawServe, ServeConfig};
 
 /// The config file used when `--config` is not given and this file exists in the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/strata.toml";
