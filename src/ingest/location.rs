@@ -34,9 +34,9 @@ pub enum Location {
 }
 
 impl Location {
-    /// Reads a source's `path`: an `s3://` (or `s3a://`) URL, or a local path. A relative local path
-    /// is relative to `raw_dir`.
-    pub fn parse(text: &str, raw_dir: &Path) -> std::result::Result<Location, String> {
+    /// Reads a source's `path` as written: an `s3://` (or `s3a://`) URL, or a local path (see
+    /// [`Location::under`] for relative ones).
+    pub fn parse(text: &str) -> std::result::Result<Location, String> {
         if text.is_empty() {
             return Err("must not be empty (a file or directory under ingest.raw_dir)".into());
         }
@@ -59,12 +59,23 @@ impl Location {
                 return Ok(Location::Remote(url));
             }
         }
-        let path = PathBuf::from(text);
-        Ok(Location::Local(if path.is_absolute() {
-            path
-        } else {
-            raw_dir.join(path)
-        }))
+        Ok(Location::Local(PathBuf::from(text)))
+    }
+
+    /// The location with a relative local path taken as relative to `raw_dir`, which may itself be
+    /// a landing prefix on object storage (`s3://bucket/landing`).
+    pub fn under(self, raw_dir: &Path) -> std::result::Result<Location, String> {
+        match self {
+            Location::Local(path) if path.is_relative() => {
+                let joined = raw_dir.join(path);
+                if Location::is_remote(&joined) {
+                    Location::parse(&joined.to_string_lossy())
+                } else {
+                    Ok(Location::Local(joined))
+                }
+            }
+            other => Ok(other),
+        }
     }
 
     /// Whether a path names an object-store URL rather than a local file.
@@ -296,29 +307,26 @@ mod tests {
     #[test]
     fn relative_paths_are_under_the_raw_dir_and_urls_stay_as_written() {
         let raw = Path::new("/lake/raw");
+        let parse = |text: &str| Location::parse(text).and_then(|l| l.under(raw));
         assert_eq!(
-            Location::parse("ratings.dat", raw).unwrap(),
+            parse("ratings.dat").unwrap(),
             Location::Local(PathBuf::from("/lake/raw/ratings.dat"))
         );
         assert_eq!(
-            Location::parse("/data/x.csv", raw).unwrap(),
+            parse("/data/x.csv").unwrap(),
             Location::Local(PathBuf::from("/data/x.csv"))
         );
-        let Location::Remote(url) = Location::parse("s3://bucket/landing/", raw).unwrap() else {
+        let Location::Remote(url) = parse("s3://bucket/landing/").unwrap() else {
             panic!("expected a remote location");
         };
         assert_eq!(url.as_str(), "s3://bucket/landing/");
         // A `://` inside a relative path is not a scheme.
         assert_eq!(
-            Location::parse("raw/odd://name.csv", raw).unwrap(),
+            parse("raw/odd://name.csv").unwrap(),
             Location::Local(PathBuf::from("/lake/raw/raw/odd://name.csv"))
         );
-        let err = Location::parse("gs://bucket/x", raw).unwrap_err();
+        let err = parse("gs://bucket/x").unwrap_err();
         assert!(err.contains("unsupported scheme \"gs\""), "{err}");
-        assert!(
-            Location::parse("s3:///x", raw)
-                .unwrap_err()
-                .contains("no bucket")
-        );
+        assert!(parse("s3:///x").unwrap_err().contains("no bucket"));
     }
 }

@@ -179,7 +179,7 @@ impl<'de> Deserialize<'de> for Location {
     /// [`SourceSpec::from_toml`], which knows it.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        Location::parse(&text, Path::new("")).map_err(D::Error::custom)
+        Location::parse(&text).map_err(D::Error::custom)
     }
 }
 
@@ -232,19 +232,11 @@ impl SourceSpec {
                 .into_iter()
                 .map(|(key, message)| (key.to_string(), message)),
         );
-        if let Some(location) = kind.location_mut()
-            && let Location::Local(path) = location
-        {
-            let joined = raw_dir.join(&*path);
-            // `ingest.raw_dir` may itself be a landing prefix on object storage.
-            *location = if Location::is_remote(&joined) {
-                match Location::parse(&joined.to_string_lossy(), Path::new("")) {
-                    Ok(remote) => remote,
-                    Err(message) => return Err(vec![("path".into(), message)]),
-                }
-            } else {
-                Location::Local(joined)
-            };
+        if let Some(location) = kind.location_mut() {
+            match location.clone().under(raw_dir) {
+                Ok(resolved) => *location = resolved,
+                Err(message) => problems.push(("path".into(), message)),
+            }
         }
         if problems.is_empty() {
             Ok(spec)
