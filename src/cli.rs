@@ -1,12 +1,13 @@
 //! The command line: argument definitions (clap derive) and one function per command.
 //!
-//! Command output goes to stdout, logs and errors to stderr. Exit codes are decided in `main` from
+//! Command output goes to stdout, logs and errors to stderr. Exit codes are decided in [`main`] from
 //! [`crate::Error::exit_code`]: 0 ok, 1 a step/ingest/expectation failed, 2 usage or config error.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 use crate::catalog::{Lake, TableName};
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Overrides};
@@ -196,6 +197,47 @@ pub enum BenchCommand {
 }
 
 /// Runs a parsed command line. `env` is the process environment (passed in for testability).
+/// The whole process: parse the command line, set up logging, run, map errors to exit codes.
+///
+/// It lives in the library, not in `src/main.rs`, for the first build's sake: the binary crate
+/// would otherwise be the first to poll [`run`]'s future and codegen every async function under it
+/// a second time (about two minutes of a cold release build on 2 cores).
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            // deltalake warns on every MERGE that a metric is missing (it derives it), and on
+            // every write of a binary column (a classifier's model artifact) that it keeps no
+            // statistics for it; both are noise for users.
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                EnvFilter::new(
+                    "warn,deltalake_core::operations::merge=error,\
+                     deltalake_core::writer::stats=error",
+                )
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli, &env)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", crate::error::error_chain(&e));
+            std::process::ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
 pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
     // The ALS benchmark reads only its own files: no lake, no config needed.
