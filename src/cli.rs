@@ -268,7 +268,15 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 full_refresh,
                 resume,
             };
-            let summary = run::run(Arc::new(config), &options, print_step).await?;
+            let spill_root = config.spill_root();
+            let print_start = |session: &crate::session::SessionOptions| {
+                eprintln!(
+                    "{}; spill files under {}",
+                    session.memory,
+                    spill_root.display()
+                );
+            };
+            let summary = run::run(Arc::new(config), &options, print_start, print_step).await?;
             let failures: Vec<&StepReport> =
                 summary.steps.iter().filter(|s| s.error.is_some()).collect();
             for failed in &failures {
@@ -306,7 +314,10 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
         }
         Command::Query { sql, format } => {
             let lake = Arc::new(open_lake(&config, false).await?);
-            let result = query::run(&lake, &config.session_options(), &sql).await?;
+            let session = config.session_options()?;
+            let result = query::run(&lake, &session, &sql)
+                .await
+                .map_err(|e| crate::memory::over_limit(e, "the query", &session.memory, false))?;
             emit!(
                 "{}",
                 output::batches(&result.schema, &result.batches, format)?
@@ -477,7 +488,7 @@ async fn bench_predict(
     let input: TableName = stored.input_table.parse()?;
     let rows = query::run(
         lake,
-        &config.session_options(),
+        &config.session_options()?,
         &format!("SELECT * FROM {input}"),
     )
     .await?;

@@ -21,8 +21,10 @@
 //!   [`sample`]: the seeded MovieLens-shaped data generator. Both import nothing of the crate.
 //! - [`error`]: the crate error; each variant's [`error::Fault`] decides exit code and HTTP status.
 //! - [`storage`]: where the lake lives (`LakeRoot`: a directory or `s3://`), object-store access
-//!   checks, the conditional-write check, clear storage errors. [`session`]: the one factory of
-//!   DataFusion sessions (memory pool, planner). [`output`]: rendering. [`fixtures`]: `strata
+//!   checks, the conditional-write check, clear storage errors. [`memory`]: the memory limit
+//!   (`run.memory_limit_mb`, "auto" from the machine), spill areas, out-of-memory errors that
+//!   name the operator. [`session`]: the one factory of DataFusion sessions (shared pool, spill
+//!   area, planner). [`output`]: rendering. [`fixtures`]: `strata
 //!   fixtures serve`, recorded JSON APIs served locally for offline examples.
 //! - [`catalog`]: `layer.name` ⇄ `<lake>/<layer>/<name>/`; opening tables (latest, version, as-of);
 //!   a session where every table is queryable, plus `table_version` / `table_as_of`.
@@ -52,6 +54,7 @@ pub mod error;
 pub mod fixtures;
 pub mod ingest;
 pub mod inspect;
+pub mod memory;
 pub mod ml;
 pub mod output;
 pub mod pipeline;

@@ -13,40 +13,121 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
 use crate::error::Result;
+use crate::memory::{HeadroomPool, MemoryLimit, SpillArea};
 
-/// How a DataFusion session is configured.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// DataFusion settings Strata changes from DataFusion's defaults (a user's `[datafusion]` wins).
+///
+/// - Join selection through the statistics registry: without distinct counts (Delta keeps none)
+///   the default estimator guesses a fact table joined to a dimension is as small as the
+///   dimension, and then builds the next hash join, which cannot spill, on the fact side.
+///   The registry assumes the worst and builds on the side known to be small.
+/// - Spill files compressed: spilling is disk-bound on small machines.
+const DEFAULT_SETTINGS: [(&str, &str); 2] = [
+    ("datafusion.optimizer.use_statistics_registry", "true"),
+    ("datafusion.execution.spill_compression", "lz4_frame"),
+];
+
+/// Each sort keeps this share of the pool back for merging its spills (DataFusion's 10 MiB default
+/// is too much when a step sorts in several partitions inside a pool of tens of MiB).
+const SORT_RESERVATION_DIVISOR: usize = 32;
+
+/// DataFusion's default Parquet row group, in rows.
+const DEFAULT_ROW_GROUP_ROWS: usize = 1024 * 1024;
+
+/// How a DataFusion session is configured. Sessions made from one `SessionOptions` (and its
+/// clones) share one memory pool and spill area: the limit holds for everything they run at once.
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
     /// DataFusion settings passed through verbatim (`datafusion.execution.batch_size` ...).
     pub datafusion: BTreeMap<String, String>,
-    /// Memory pool size; `None` is unbounded.
-    pub memory_limit_bytes: Option<usize>,
+    /// The pool's size, and where it came from, for error messages.
+    pub memory: MemoryLimit,
+    runtime: Arc<RuntimeEnv>,
+    /// Kept alive as long as sessions may spill into it.
+    _spill: Option<Arc<SpillArea>>,
+}
+
+impl SessionOptions {
+    /// Options whose sessions share a pool of `memory` and spill into `spill` (the operating
+    /// system's temp directory when `None`).
+    pub fn new(
+        datafusion: BTreeMap<String, String>,
+        memory: MemoryLimit,
+        spill: Option<Arc<SpillArea>>,
+    ) -> Result<SessionOptions> {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = memory.bytes {
+            // Sorts, aggregations and sort-merge joins spill to disk instead of growing past the
+            // pool, and leave room for the operators that cannot (writers, hash-join builds).
+            runtime = runtime.with_memory_pool(Arc::new(HeadroomPool::new(bytes)));
+        }
+        if let Some(area) = &spill {
+            runtime = runtime.with_temp_file_path(area.path());
+        }
+        Ok(SessionOptions {
+            datafusion,
+            memory,
+            runtime: runtime.build_arc()?,
+            _spill: spill,
+        })
+    }
+
+    /// No pool limit and DataFusion's own temp directory: sessions that only write batches
+    /// already in memory, and tests.
+    pub fn unbounded(datafusion: BTreeMap<String, String>) -> SessionOptions {
+        SessionOptions {
+            datafusion,
+            memory: MemoryLimit::resolve(crate::memory::MemoryLimitSetting::Unbounded),
+            runtime: Arc::new(RuntimeEnv::default()),
+            _spill: None,
+        }
+    }
+}
+
+impl Default for SessionOptions {
+    /// [`SessionOptions::unbounded`] with DataFusion's own settings: for reading Strata's small
+    /// system tables.
+    fn default() -> Self {
+        SessionOptions::unbounded(BTreeMap::new())
+    }
 }
 
 /// A session configured by `options`. Fails only when a DataFusion setting is refused (the config
 /// checks them at load, so in practice never for the config's own options).
 pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     let mut config = SessionConfig::new().with_information_schema(true);
-    for (key, value) in &options.datafusion {
+    let mut settings: BTreeMap<String, String> = DEFAULT_SETTINGS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(bytes) = options.memory.bytes {
+        let reservation = (bytes / SORT_RESERVATION_DIVISOR).min(10 << 20);
+        settings.insert(
+            "datafusion.execution.sort_spill_reservation_bytes".into(),
+            reservation.to_string(),
+        );
+        // A Parquet writer (a SQL step's staged result) holds a whole row group in memory and
+        // cannot spill it: keep a row group within an eighth of the pool, at ~128 bytes a row.
+        let rows = (bytes / 8 / 128).clamp(8192, DEFAULT_ROW_GROUP_ROWS);
+        settings.insert(
+            "datafusion.execution.parquet.max_row_group_size".into(),
+            rows.to_string(),
+        );
+    }
+    settings.extend(options.datafusion.clone());
+    for (key, value) in &settings {
         config.options_mut().set(key, value)?;
     }
-    let mut runtime = RuntimeEnvBuilder::new();
-    if let Some(bytes) = options.memory_limit_bytes {
-        // Fair spilling: sorts and aggregations spill to disk instead of growing past the pool.
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
-    }
-    let runtime = runtime.build_arc()?;
     // deltalake's planner is needed for Delta writes planned in this session (MetricObserver nodes).
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
-        .with_runtime_env(runtime)
+        .with_runtime_env(Arc::clone(&options.runtime))
         .with_query_planner(DeltaPlanner::new())
         .build();
     Ok(SessionContext::new_with_state(state))

@@ -12,6 +12,7 @@ use crate::api::snapshots::Snapshots;
 use crate::catalog::{Lake, SessionOptions};
 use crate::config::Config;
 use crate::error::Result;
+use crate::memory::{MemoryLimit, SpillArea};
 use crate::pipeline::trigger::Runner;
 
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// Starts pipeline runs (`POST /v1/runs`, the schedule).
     pub runner: Arc<Runner>,
+    /// Where `POST /v1/query` spills (under `run.spill_dir`), for the server's lifetime.
+    pub spill: Arc<SpillArea>,
 }
 
 impl AppState {
@@ -41,6 +44,7 @@ impl AppState {
             .map(Verifier::try_new)
             .transpose()?;
         Ok(Arc::new(AppState {
+            spill: Arc::new(SpillArea::open(&config.spill_root())?),
             runner: Arc::new(Runner::new(Arc::clone(&config), Arc::clone(&lake))),
             snapshots: Snapshots::new(Arc::clone(&lake)),
             cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
@@ -56,12 +60,18 @@ impl AppState {
         }))
     }
 
-    /// Session settings for `POST /v1/query`: the config's DataFusion options and the query pool.
-    pub fn query_session_options(&self) -> SessionOptions {
-        SessionOptions {
-            datafusion: self.config.datafusion.clone(),
-            memory_limit_bytes: Some(self.config.serve.query_memory_limit_bytes),
-        }
+    /// Session settings for one `POST /v1/query`: the config's DataFusion options and a pool of
+    /// its own (one query cannot starve another).
+    pub fn query_session_options(&self) -> Result<SessionOptions> {
+        let limit = MemoryLimit::configured(
+            "serve.query_memory_limit_mb",
+            (self.config.serve.query_memory_limit_bytes >> 20) as u64,
+        );
+        SessionOptions::new(
+            self.config.datafusion.clone(),
+            limit,
+            Some(Arc::clone(&self.spill)),
+        )
     }
 
     /// Picks up new table versions now; publishes the served versions to `/metrics`.

@@ -28,6 +28,7 @@ use layers::{Layer, LayerKind, MergeRules, check_layer, env_layers, file_layer, 
 use crate::catalog::table_name::TableName;
 pub use crate::error::{ConfigError, Problem};
 use crate::ingest::SourceSpec;
+use crate::memory::{MemoryLimit, MemoryLimitSetting, SpillArea};
 use crate::run_options::{RunOptions, Schedule, Trigger};
 use crate::sample::SampleSpec;
 use crate::session::SessionOptions;
@@ -63,7 +64,8 @@ dir = "sql"
 
 [run]
 concurrency = 1
-memory_limit_mb = 0
+memory_limit_mb = "auto"
+spill_dir = ""
 
 [schedule]
 cron = ""
@@ -113,10 +115,11 @@ columns = "user_id bigint, gender string, age int, occupation int, zip_code stri
 "#;
 
 /// Keys whose values are paths, resolved against the directory of the layer that set them.
-const PATH_KEYS: [&[&str]; 4] = [
+const PATH_KEYS: [&[&str]; 5] = [
     &["lake", "root"],
     &["ingest", "raw_dir"],
     &["sql", "dir"],
+    &["run", "spill_dir"],
     &["serve", "auth", "rs256_public_key_file"],
 ];
 
@@ -132,9 +135,11 @@ pub struct Config {
     pub sql_dir: PathBuf,
     /// How many independent steps may run at the same time.
     pub concurrency: usize,
-    /// Memory pool of each step's (and query's) DataFusion session in MiB; operators that can spill
-    /// (sorts, aggregations) spill to disk beyond it. `None`: unbounded.
-    pub memory_limit_mb: Option<u64>,
+    /// `run.memory_limit_mb`: the memory pool shared by a run's (or a query's) DataFusion
+    /// sessions; operators spill to disk beyond it.
+    pub memory_limit: MemoryLimitSetting,
+    /// `run.spill_dir`: where spill files go; `None` is `strata-spill` in the system temp dir.
+    pub spill_dir: Option<PathBuf>,
     /// Per-step settings from the config file, keyed by table; they override the SQL file's header.
     pub steps: BTreeMap<TableName, Table>,
     /// DataFusion options passed through verbatim (`datafusion.execution.batch_size` = "8192").
@@ -223,7 +228,8 @@ struct RawSql {
 #[serde(default)]
 struct RawRun {
     concurrency: Option<usize>,
-    memory_limit_mb: Option<u64>,
+    memory_limit_mb: Option<Value>,
+    spill_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,12 +310,23 @@ impl Config {
         }
     }
 
-    /// How DataFusion sessions over the lake are set up.
-    pub fn session_options(&self) -> SessionOptions {
-        SessionOptions {
-            datafusion: self.datafusion.clone(),
-            memory_limit_bytes: self.memory_limit_mb.map(|mb| (mb as usize) << 20),
-        }
+    /// How a run's (or a command's) DataFusion sessions are set up: one memory pool of
+    /// `run.memory_limit_mb` shared by all of them, spilling into a fresh area of the spill
+    /// directory that goes when the last clone of the options is dropped.
+    pub fn session_options(&self) -> Result<SessionOptions, crate::error::Error> {
+        let area = SpillArea::open(&self.spill_root())?;
+        SessionOptions::new(
+            self.datafusion.clone(),
+            MemoryLimit::resolve(self.memory_limit),
+            Some(std::sync::Arc::new(area)),
+        )
+    }
+
+    /// The directory spill areas are made in.
+    pub fn spill_root(&self) -> PathBuf {
+        self.spill_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("strata-spill"))
     }
 
     /// The configured source for `bronze.<name>`, if any.
@@ -381,6 +398,13 @@ fn validate(
     if concurrency == 0 {
         report("run.concurrency", "must be at least 1".into());
     }
+    let memory_limit = match raw.run.memory_limit_mb.as_ref() {
+        None => MemoryLimitSetting::Auto,
+        Some(value) => MemoryLimitSetting::from_toml(value).unwrap_or_else(|message| {
+            report("run.memory_limit_mb", message);
+            MemoryLimitSetting::Auto
+        }),
+    };
 
     let spec = SampleSpec {
         users: raw.sample.users.unwrap_or_default(),
@@ -456,7 +480,12 @@ fn validate(
         sources,
         sql_dir,
         concurrency,
-        memory_limit_mb: raw.run.memory_limit_mb.filter(|mb| *mb > 0),
+        memory_limit,
+        spill_dir: raw
+            .run
+            .spill_dir
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from),
         steps,
         datafusion,
         serve,

@@ -113,6 +113,22 @@ pub enum Error {
         source: crate::ingest::http::FetchError,
     },
 
+    /// A step or query needed more memory than the limit allows, even spilling to disk.
+    #[error(
+        "{work} ran out of memory: {operator} could not get {wanted} more within the {limit}, \
+         even spilling to disk; {remedy}"
+    )]
+    MemoryLimit {
+        /// `step silver.movie_ratings` or `the query`.
+        work: String,
+        operator: String,
+        wanted: String,
+        /// The limit and where it came from.
+        limit: String,
+        /// What to change (and, for a step, that nothing was committed).
+        remedy: String,
+    },
+
     /// A step failed while executing or committing; the table is unchanged.
     #[error("step {step} failed: {source}")]
     Step {
@@ -239,6 +255,7 @@ impl Error {
             | Error::Training { .. }
             | Error::SchemaConflict { .. }
             | Error::StepTimeout { .. }
+            | Error::MemoryLimit { .. }
             | Error::LakeBusy { .. }
             | Error::RunFailed { .. }
             | Error::Bench(_) => Fault::Data,

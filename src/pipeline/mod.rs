@@ -41,6 +41,7 @@ use chrono::{DateTime, Utc};
 
 use crate::catalog::Lake;
 use crate::config::Config;
+use crate::session::SessionOptions;
 
 /// What every step of a run shares.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct StepContext {
     pub started_at: DateTime<Utc>,
     /// Rebuild everything: re-ingest every file, overwrite every table, ignore fingerprints.
     pub full_refresh: bool,
+    /// The run's DataFusion settings, memory pool and spill area, shared by every step.
+    pub session: SessionOptions,
 }
 
 /// What happened to a step's table.

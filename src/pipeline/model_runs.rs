@@ -188,7 +188,7 @@ pub async fn append(ctx: &StepContext, step: &TableName, row: RecordBatch) -> Re
     // Tables written before ALS and classifier runs shared this table have NOT NULL columns, which
     // a row of the other kind cannot fill. Rewrite it once, every column nullable, in the same
     // commit as the new row (the earlier versions stay readable by time travel).
-    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let session = ctx.lake.session(&ctx.session)?;
     let mut rows = Vec::new();
     for batch in session.read_table(provider)?.collect().await? {
         rows.push(pad(&batch, &unified)?);

@@ -22,6 +22,7 @@ use crate::pipeline::run_log::{self, RunRecord};
 use crate::pipeline::step::Step;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::sample;
+use crate::session::SessionOptions;
 
 pub use crate::pipeline::run_log::StepReport;
 pub use crate::run_options::RunOptions;
@@ -47,17 +48,19 @@ impl RunSummary {
     }
 }
 
-/// Runs the pipeline; `on_step` sees each step's report as soon as it is known.
+/// Runs the pipeline; `on_start` sees the run's session settings (its memory limit) once the run
+/// holds the lake, `on_step` each step's report as soon as it is known.
 pub async fn run(
     config: Arc<Config>,
     options: &RunOptions,
+    on_start: impl FnOnce(&SessionOptions),
     on_step: impl FnMut(&StepReport),
 ) -> Result<RunSummary> {
     let lake = Arc::new(Lake::from_config(&config.lake)?);
     lake.check_access(true).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let lock = LakeLock::acquire(&lake, &run_id).await?;
-    let summary = run_locked(config, lake, options, run_id, &lock, on_step).await;
+    let summary = run_locked(config, lake, options, run_id, &lock, on_start, on_step).await;
     lock.release().await;
     summary
 }
@@ -70,6 +73,7 @@ pub async fn run_locked(
     options: &RunOptions,
     run_id: String,
     _lock: &LakeLock,
+    on_start: impl FnOnce(&SessionOptions),
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<RunSummary> {
     generate_sample_if_empty(&config).await?;
@@ -88,8 +92,16 @@ pub async fn run_locked(
         run_id,
         started_at: Utc::now(),
         full_refresh: options.full_refresh,
+        session: config.session_options()?,
     };
-    info!(run_id = %ctx.run_id, steps = selected.len(), "run started");
+    on_start(&ctx.session);
+    info!(
+        run_id = %ctx.run_id,
+        steps = selected.len(),
+        memory = %ctx.session.memory,
+        spill_dir = %config.spill_root().display(),
+        "run started"
+    );
     // Holding the lock, every run still marked running belongs to a process that is gone.
     match run_log::mark_abandoned(&lake, ctx.started_at).await {
         Ok(0) => {}

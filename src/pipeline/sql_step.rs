@@ -7,18 +7,22 @@
 //! Failure at any point (planning, execution, expectation, commit): nothing is committed and the
 //! table stays at its previous version.
 
-use std::collections::BTreeMap;
-
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::ParquetReadOptions;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::collect;
+use datafusion::prelude::{DataFrame, ParquetReadOptions};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{TableName, row_count};
 use crate::error::{Error, Result};
+use crate::memory::Spilled;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 use crate::pipeline::expectations;
 use crate::pipeline::fingerprint::{self, Fingerprint};
@@ -54,7 +58,7 @@ pub async fn run(
         return Ok(unchanged);
     }
 
-    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let session = ctx.lake.session(&ctx.session)?;
     let sql_error = |e: datafusion::error::DataFusionError| Error::Sql {
         file: step.file.clone(),
         message: e.to_string(),
@@ -68,13 +72,12 @@ pub async fn run(
     // Stream the result to staged Parquet files (bounded memory), check expectations over them,
     // then commit from them. The staging directory is removed however the step ends.
     let staging = Staging::create(&ctx.lake, &ctx.run_id, table)?;
-    frame
-        .write_parquet(&staging.url, DataFrameWriteOptions::new(), None)
+    let spilled = write_parquet(frame, &staging.url)
         .await
         .map_err(sql_error)?;
     let staged_files = staging.has_files();
     // Expectations run under the same memory pool as the step itself.
-    let check_ctx = crate::session::new_session(&ctx.config.session_options())?;
+    let check_ctx = crate::session::new_session(&ctx.session)?;
     if staged_files {
         check_ctx
             .register_parquet("result", &staging.url, ParquetReadOptions::default())
@@ -127,8 +130,22 @@ pub async fn run(
         status: StepStatus::Committed,
         rows,
         version,
-        detail: format!("{} {result_rows} rows", materialization.as_str()),
+        detail: match spilled {
+            Spilled { spills: 0, .. } => format!("{} {result_rows} rows", materialization.as_str()),
+            spilled => format!("{} {result_rows} rows; {spilled}", materialization.as_str()),
+        },
     })
+}
+
+/// `frame.write_parquet(url)`, keeping the executed plan to read what its operators spilled.
+async fn write_parquet(frame: DataFrame, url: &str) -> datafusion::error::Result<Spilled> {
+    let (state, plan) = frame.into_parts();
+    let parquet = format_as_file_type(Arc::new(ParquetFormatFactory::new()));
+    let copy = LogicalPlanBuilder::copy_to(plan, url.to_string(), parquet, HashMap::new(), vec![])?
+        .build()?;
+    let physical = state.create_physical_plan(&copy).await?;
+    collect(Arc::clone(&physical), state.task_ctx()).await?;
+    Ok(Spilled::of(physical.as_ref()))
 }
 
 /// A step's result staged as Parquet under `<lake>/_staging/<run>/<table>/` (outside every layer, so

@@ -56,10 +56,14 @@ impl Runner {
             run_id.clone(),
         );
         tokio::spawn(async move {
-            let outcome = run::run_locked(config, lake, &options, id.clone(), &lock, |step| {
+            let started = |session: &crate::session::SessionOptions| {
+                info!(run_id = %id, memory = %session.memory, "run started");
+            };
+            let finished = |step: &run::StepReport| {
                 info!(run_id = %id, step = %step.table, status = step.status.as_str(), "step finished");
-            })
-            .await;
+            };
+            let outcome =
+                run::run_locked(config, lake, &options, id.clone(), &lock, started, finished).await;
             lock.release().await;
             match outcome {
                 Ok(summary) if summary.failed() == 0 => info!(run_id = %id, "run succeeded"),

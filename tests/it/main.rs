@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod deploy;
 mod launches;
+mod memory;
 mod penguins;
 mod pipeline;
 mod runs;

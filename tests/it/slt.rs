@@ -67,7 +67,7 @@ impl LakeDb {
             .map_err(|e: strata::catalog::TableNameError| SltError(e.to_string()))?;
         let ctx = self
             .lake
-            .session(&self.config.session_options())
+            .session(&self.config.session_options().unwrap())
             .map_err(err)?;
         let frame = ctx.sql(query).await.map_err(err)?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
@@ -89,9 +89,14 @@ impl LakeDb {
     }
 
     async fn run_pipeline(&self) -> Result<(), SltError> {
-        let summary = run(Arc::clone(&self.config), &RunOptions::default(), |_| {})
-            .await
-            .map_err(err)?;
+        let summary = run(
+            Arc::clone(&self.config),
+            &RunOptions::default(),
+            |_| {},
+            |_| {},
+        )
+        .await
+        .map_err(err)?;
         let errors: Vec<String> = summary
             .steps
             .iter()
@@ -131,7 +136,7 @@ impl sqllogictest::AsyncDB for LakeDb {
                 .await?;
             return Ok(DBOutput::StatementComplete(0));
         }
-        let result = strata::query::run(&self.lake, &self.config.session_options(), sql)
+        let result = strata::query::run(&self.lake, &self.config.session_options().unwrap(), sql)
             .await
             .map_err(err)?;
         let types = vec![DefaultColumnType::Any; result.schema.fields().len()];

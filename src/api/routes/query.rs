@@ -69,7 +69,7 @@ pub async fn query_run(
         .unwrap_or(serve.query_max_rows)
         .min(serve.query_max_rows);
     let run = async {
-        let ctx = state.lake.session(&state.query_session_options())?;
+        let ctx = state.lake.session(&state.query_session_options()?)?;
         let frame = ctx
             .sql_with_options(&request.sql, read_only())
             .await

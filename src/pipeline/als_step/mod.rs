@@ -231,7 +231,7 @@ async fn read_ratings(
     table: &TableName,
     delta: &DeltaTable,
 ) -> Result<RatingColumns> {
-    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let session = ctx.lake.session(&ctx.session)?;
     let provider = crate::catalog::provider(delta).await?;
     let frame = session.read_table(provider)?;
     let schema = frame.schema().as_arrow().clone();

@@ -193,7 +193,7 @@ async fn read_input(
     table: &TableName,
     delta: &DeltaTable,
 ) -> Result<std::result::Result<Dataset, String>> {
-    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let session = ctx.lake.session(&ctx.session)?;
     let provider = crate::catalog::provider(delta).await?;
     let frame = session.read_table(provider)?;
     let schema = frame.schema().as_arrow().clone();

@@ -361,7 +361,7 @@ async fn last_ingested(ctx: &StepContext, source: &str) -> Result<HashMap<String
     if !ctx.lake.exists(&log).await? {
         return Ok(HashMap::new());
     }
-    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let session = ctx.lake.session(&ctx.session)?;
     let sql = format!(
         "SELECT path, size, checksum FROM system.ingested_files WHERE source = {} ORDER BY ingested_at",
         quote_literal(source)

@@ -213,7 +213,7 @@ async fn known_hashes(
     table: &TableName,
     key: &str,
 ) -> Result<HashMap<String, String>> {
-    let session = ctx.lake.session(&ctx.config.session_options())?;
+    let session = ctx.lake.session(&ctx.session)?;
     let sql = format!(
         "SELECT CAST({k} AS VARCHAR) AS k, {h} AS h FROM {table}",
         k = quote_ident(key),

@@ -145,12 +145,16 @@ impl Step {
 
     /// Runs one attempt of the step with the kind's runner.
     pub async fn run(&self, ctx: &StepContext) -> Result<StepResult> {
-        match &self.kind {
+        let result = match &self.kind {
             StepKind::Ingest { source } => ingest_step::run(ctx, &self.table, source).await,
             StepKind::Sql(sql) => sql_step::run(ctx, &self.table, sql, self.reads.iter()).await,
             StepKind::Als(als) => als_step::run(ctx, &self.table, als).await,
             StepKind::Classifier(c) => classifier_step::run(ctx, &self.table, c).await,
-        }
+        };
+        result.map_err(|e| {
+            let work = format!("step {}", self.table);
+            crate::memory::over_limit(e, &work, &ctx.session.memory, true)
+        })
     }
 }
 
