@@ -76,24 +76,18 @@ impl SessionOptions {
             _spill: spill,
         })
     }
+}
 
-    /// No pool limit and DataFusion's own temp directory: sessions that only write batches
-    /// already in memory, and tests.
-    pub fn unbounded(datafusion: BTreeMap<String, String>) -> SessionOptions {
+impl Default for SessionOptions {
+    /// No pool limit, DataFusion's own settings and temp directory: for reading Strata's small
+    /// system tables.
+    fn default() -> Self {
         SessionOptions {
-            datafusion,
+            datafusion: BTreeMap::new(),
             memory: MemoryLimit::resolve(crate::memory::MemoryLimitSetting::Unbounded),
             runtime: Arc::new(RuntimeEnv::default()),
             _spill: None,
         }
-    }
-}
-
-impl Default for SessionOptions {
-    /// [`SessionOptions::unbounded`] with DataFusion's own settings: for reading Strata's small
-    /// system tables.
-    fn default() -> Self {
-        SessionOptions::unbounded(BTreeMap::new())
     }
 }
 

@@ -52,16 +52,18 @@ pub enum MemoryLimitSetting {
 impl MemoryLimitSetting {
     /// Reads the config value: a non-negative integer of MiB, or the string `"auto"`.
     pub fn from_toml(value: &toml::Value) -> std::result::Result<Self, String> {
-        match value {
-            toml::Value::Integer(0) => Ok(MemoryLimitSetting::Unbounded),
-            toml::Value::Integer(mib) if *mib > 0 => Ok(MemoryLimitSetting::MiB(*mib as u64)),
-            toml::Value::String(word) if word == "auto" => Ok(MemoryLimitSetting::Auto),
+        let mib = match value {
+            toml::Value::String(word) if word == "auto" => return Ok(MemoryLimitSetting::Auto),
+            toml::Value::Integer(mib) => u64::try_from(*mib).ok(),
             // From the environment (STRATA_RUN__MEMORY_LIMIT_MB=512) a number arrives as text.
-            toml::Value::String(text) if text.parse::<u64>().is_ok() => {
-                Self::from_toml(&toml::Value::Integer(text.parse::<i64>().unwrap_or(-1)))
-            }
-            other => Err(format!(
-                "must be a number of MiB, 0 for no limit, or \"auto\"; got {other}"
+            toml::Value::String(text) => text.parse::<u64>().ok(),
+            _ => None,
+        };
+        match mib {
+            Some(0) => Ok(MemoryLimitSetting::Unbounded),
+            Some(mib) => Ok(MemoryLimitSetting::MiB(mib)),
+            None => Err(format!(
+                "must be a number of MiB, 0 for no limit, or \"auto\"; got {value}"
             )),
         }
     }
