@@ -282,6 +282,9 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             for failed in &failures {
                 eprintln!("error: {}", failed.error.as_deref().unwrap_or_default());
             }
+            if let Some(peak) = crate::memory::peak_resident() {
+                eprintln!("peak memory {}", crate::memory::human_bytes(peak));
+            }
             if summary.failed() > 0 {
                 return Err(Error::RunFailed {
                     failed: summary.failed(),

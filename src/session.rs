@@ -10,11 +10,16 @@
 //! in any session.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use datafusion::execution::SessionStateBuilder;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::DataFusionError;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
 use crate::error::Result;
@@ -36,8 +41,8 @@ const DEFAULT_SETTINGS: [(&str, &str); 2] = [
 /// is too much when a step sorts in several partitions inside a pool of tens of MiB).
 const SORT_RESERVATION_DIVISOR: usize = 32;
 
-/// DataFusion's default Parquet row group, in rows.
-const DEFAULT_ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// DataFusion's (and deltalake's) default Parquet row group, in rows.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 1024 * 1024;
 
 /// How a DataFusion session is configured. Sessions made from one `SessionOptions` (and its
 /// clones) share one memory pool and spill area: the limit holds for everything they run at once.
@@ -105,8 +110,8 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
             "datafusion.execution.sort_spill_reservation_bytes".into(),
             reservation.to_string(),
         );
-        // A Parquet writer (a SQL step's staged result) holds a whole row group in memory and
-        // cannot spill it: keep a row group within an eighth of the pool, at ~128 bytes a row.
+        // A Parquet writer (a SQL step's staged result, a Delta commit) holds a whole row group
+        // in memory and cannot spill it: keep a row group within an eighth of the pool, at ~128 bytes a row.
         let rows = (bytes / 8 / 128).clamp(8192, DEFAULT_ROW_GROUP_ROWS);
         settings.insert(
             "datafusion.execution.parquet.max_row_group_size".into(),
@@ -134,4 +139,50 @@ pub fn scratch_session() -> SessionContext {
         .with_query_planner(DeltaPlanner::new())
         .build();
     SessionContext::new_with_state(state)
+}
+
+/// A DataFrame over rows that arrive as a stream and can be read once: an ingest's parser sends
+/// batches from its own thread and the Delta writer consumes them as they come, so no more than
+/// the stream's buffered batches are in memory, whatever the file's size.
+pub fn read_stream(ctx: &SessionContext, stream: SendableRecordBatchStream) -> Result<DataFrame> {
+    let schema = stream.schema();
+    let once = OnceStream {
+        schema: Arc::clone(&schema),
+        stream: Mutex::new(Some(stream)),
+    };
+    let table = StreamingTable::try_new(schema, vec![Arc::new(once)])?;
+    Ok(ctx.read_table(Arc::new(table))?)
+}
+
+/// One partition whose stream is handed out to the first execution; a second one fails.
+struct OnceStream {
+    schema: SchemaRef,
+    stream: Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl std::fmt::Debug for OnceStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnceStream").finish_non_exhaustive()
+    }
+}
+
+impl PartitionStream for OnceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.stream.lock().map(|mut s| s.take()).unwrap_or(None);
+        taken.unwrap_or_else(|| {
+            let again = futures::stream::once(async {
+                Err(DataFusionError::Internal(
+                    "a stream of rows was read twice; it can be read once".into(),
+                ))
+            });
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                again,
+            ))
+        })
+    }
 }

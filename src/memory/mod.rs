@@ -173,6 +173,25 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// The process's peak resident memory so far (Linux `VmHWM`): what the operating system charged
+/// for the whole run, DataFusion's pool, Strata's own structures and the allocator's slack included.
+/// `None` where the kernel does not report it.
+pub fn peak_resident() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_peak_resident(&status)
+}
+
+fn parse_peak_resident(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line["VmHWM:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// What DataFusion's "Resources exhausted" said: which operator wanted how much more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exhausted {
@@ -337,6 +356,14 @@ fn sweep(root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_resident_memory_is_read_from_the_kernels_status_lines() {
+        let status = "Name:\tstrata\nVmPeak:\t 2000000 kB\nVmHWM:\t  409600 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_peak_resident(status), Some(400 << 20));
+        assert_eq!(parse_peak_resident("Name:\tstrata\n"), None);
+        assert!(peak_resident().is_some_and(|bytes| bytes > 0));
+    }
 
     #[test]
     fn the_setting_reads_mib_zero_and_auto_and_refuses_anything_else() {

@@ -20,6 +20,8 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use futures::TryStreamExt;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
 use crate::catalog::{Lake, TableName};
@@ -133,11 +135,29 @@ pub async fn commit_frame(
         return Ok(merged.version().unwrap_or(0));
     }
     let (state, plan) = frame.into_parts();
+    let row_group_rows = state
+        .config()
+        .options()
+        .execution
+        .parquet
+        .max_row_group_size;
     let builder = delta
         .write(Vec::<RecordBatch>::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
         .with_commit_properties(properties);
+    // Inside a memory limit the session keeps row groups small (`session::new_session`); Delta's
+    // writer otherwise buffers a million rows per file it writes.
+    let builder = if row_group_rows < crate::session::DEFAULT_ROW_GROUP_ROWS {
+        builder.with_writer_properties(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(row_group_rows))
+                .build(),
+        )
+    } else {
+        builder
+    };
     let builder = match mode {
         WriteMode::Overwrite { partition_by } | WriteMode::Append { partition_by } if !exists => {
             builder

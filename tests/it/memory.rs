@@ -137,3 +137,100 @@ fn a_step_that_cannot_fit_even_spilling_fails_in_one_line_and_commits_nothing() 
         spill_leftovers(&project)
     );
 }
+
+/// An events CSV of `rows` data lines, every `bad_every`-th of them broken. Returns the file and
+/// the physical line numbers of the broken lines (the header is line 1).
+fn events_csv(rows: u64, bad_every: u64) -> (Vec<u8>, Vec<u64>) {
+    use std::io::Write as _;
+    let mut file = b"user_id,item_id,rating,ts\n".to_vec();
+    let mut bad = Vec::new();
+    for i in 0..rows {
+        if i % bad_every == bad_every - 1 {
+            writeln!(file, "{i},not a number,5,{i}").unwrap();
+            bad.push(i + 2);
+        } else {
+            let rating = (i % 10) as f64 / 2.0;
+            writeln!(
+                file,
+                "{},{},{rating:.1},{}",
+                i % 100_000,
+                i % 7919,
+                978_300_760 + i
+            )
+            .unwrap();
+        }
+    }
+    (file, bad)
+}
+
+/// The `peak memory` line `strata run` ends with, in MiB.
+fn peak_mib(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory "))
+        .unwrap_or_else(|| panic!("no peak memory line:\n{stderr}"));
+    let (number, unit) = line.split_once(' ').unwrap();
+    let number: f64 = number.parse().unwrap();
+    match unit {
+        "MiB" => number,
+        "GiB" => number * 1024.0,
+        other => panic!("unit {other} in {line}"),
+    }
+}
+
+#[test]
+fn ingest_of_a_file_larger_than_the_limit_streams_and_keeps_reject_accounting_exact() {
+    let project = Project::new();
+    project.write(
+        "config/strata.toml",
+        &format!(
+            "{}[sample]\ngenerate_if_empty = false\n{}\
+             [sources.events]\nformat = \"csv\"\npath = \"events.csv\"\n\
+             columns = \"user_id bigint, item_id bigint, rating double, ts bigint\"\n",
+            project.paths(),
+            run_section(16)
+        ),
+    );
+    let ingest = |rows: u64| {
+        let (file, bad) = events_csv(rows, 997);
+        project.write_raw("events.csv", &file);
+        let out = project.strata(&["run"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        (file.len() as f64 / (1 << 20) as f64, bad, peak_mib(&stderr))
+    };
+
+    let (_, _, small_peak) = ingest(200_000);
+    // The changed file replaces the small one's rows: about 70 MiB, over four times the limit.
+    let rows = 3_000_000;
+    let (big_mib, bad, big_peak) = ingest(rows);
+    assert!(big_mib > 4.0 * 16.0, "the file is {big_mib:.1} MiB");
+
+    let good = rows - bad.len() as u64;
+    assert_eq!(
+        project.count("SELECT count(*) AS n FROM bronze.events"),
+        good as i64
+    );
+    let rejects = project.query(
+        "SELECT count(*) AS n, min(line) AS first, max(line) AS last, sum(line) AS total \
+         FROM bronze.events__rejects",
+    );
+    let expected_sum: u64 = bad.iter().sum();
+    assert_eq!(rejects[0]["n"], bad.len() as u64, "{rejects:?}");
+    assert_eq!(rejects[0]["first"], bad[0], "{rejects:?}");
+    assert_eq!(rejects[0]["last"], *bad.last().unwrap(), "{rejects:?}");
+    assert_eq!(rejects[0]["total"], expected_sum, "{rejects:?}");
+    let log = project.query(
+        "SELECT rows, rejected FROM system.ingested_files ORDER BY ingested_at DESC LIMIT 1",
+    );
+    assert_eq!(log[0]["rows"], good, "{log:?}");
+    assert_eq!(log[0]["rejected"], bad.len() as u64, "{log:?}");
+
+    // Parsed whole, 25 times more rows would add several times the file to the peak; streamed,
+    // the peak barely moves.
+    assert!(
+        big_peak < small_peak + big_mib / 2.0,
+        "peak {big_peak:.1} MiB for a {big_mib:.1} MiB file, {small_peak:.1} MiB for a small one"
+    );
+}

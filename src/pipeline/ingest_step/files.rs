@@ -5,9 +5,12 @@
 //! and reason; each file's path, size and SHA-256 are appended to `system.ingested_files`.
 //! Rerun: a file whose size and checksum match its last ingestion is skipped; a changed file replaces
 //! exactly its own rows (Delta replace-where on `_source_file`); new files are added.
+//! Streaming: a parser thread sends bounded batches to the Delta writer as it reads, so a file far
+//! larger than memory is ingested in the memory of a few batches; only the rejected lines are kept.
 //! Failure: when more than `ingest.max_reject_fraction` of the lines are rejected, or a file cannot be
-//! read, nothing is committed. Commits go rejects, then bronze, then the ingest log: if the process
-//! dies in between, the next run sees the file as not ingested and replaces its rows again.
+//! read, the row stream ends with that error and the writer commits nothing. Commits go bronze, then
+//! rejects, then the ingest log: if the process dies in between, the next run sees the file as not
+//! ingested and replaces its rows in both tables again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use tokio::sync::mpsc::Sender;
 
 use super::{
     INGESTED_AT, SOURCE_FILE, as_strings, ingested_files_table, reject_rows, timestamp_type,
@@ -29,13 +35,16 @@ use crate::pipeline::{StepContext, StepResult, StepStatus};
 /// Rejected lines shown in an error message.
 const REJECT_EXAMPLES: usize = 5;
 
-/// What parsing one file produced.
+/// Batches sent to the Delta writer and not yet written: the ingest's memory, whatever the size
+/// of the files (each batch is `ingest.batch_rows` rows).
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// What one file contributed: its good rows went to the writer; its rejects are kept.
 struct ParsedFile {
     file: SourceFile,
-    batches: Vec<RecordBatch>,
-    schema: SchemaRef,
-    rejects: Vec<Reject>,
+    rows: u64,
     lines: u64,
+    rejects: Vec<Reject>,
 }
 
 /// Ingests the files at `location`, parsed as `format`, into `table`.
@@ -102,66 +111,8 @@ pub async fn run(
         });
     }
 
-    let columns: Option<Vec<ColumnSpec>> = columns.map(<[ColumnSpec]>::to_vec);
-    let batch_rows = ctx.config.ingest.batch_rows;
-    let mut parsed = Vec::with_capacity(changed.len());
-    for file in changed {
-        let format = format.clone();
-        let columns = columns.clone();
-        // Errors name the file as the user knows it (an object's URL, not its scratch copy).
-        let scratch_name = scratch
-            .is_some()
-            .then(|| (file.path.display().to_string(), file.name.clone()));
-        let one = tokio::task::spawn_blocking(move || {
-            parse_file(file, &format, columns.as_deref(), batch_rows)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("parser of {table} panicked: {e}")))?
-        .map_err(|e| {
-            let message = e.to_string();
-            ingest_error(match &scratch_name {
-                Some((local, url)) => message.replace(local, url),
-                None => message,
-            })
-        })?;
-        parsed.push(one);
-    }
-
-    let lines: u64 = parsed.iter().map(|p| p.lines).sum();
-    let rejected: u64 = parsed.iter().map(|p| p.rejects.len() as u64).sum();
-    let fraction = if lines == 0 {
-        0.0
-    } else {
-        rejected as f64 / lines as f64
-    };
-    if fraction > ctx.config.ingest.max_reject_fraction {
-        let examples: Vec<String> = parsed
-            .iter()
-            .flat_map(|p| p.rejects.iter().map(move |r| (p, r)))
-            .take(REJECT_EXAMPLES)
-            .map(|(p, r)| format!("  {}:{}: {} ({:?})", p.file.name, r.line, r.reason, r.raw))
-            .collect();
-        return Err(ingest_error(format!(
-            "{rejected} of {lines} lines rejected ({:.2}%), above ingest.max_reject_fraction = {}; nothing was committed. First rejects:\n{}",
-            fraction * 100.0,
-            ctx.config.ingest.max_reject_fraction,
-            examples.join("\n")
-        )));
-    }
-
-    let schema = parsed[0].schema.clone();
-    if let Some(other) = parsed.iter().find(|p| p.schema.fields() != schema.fields()) {
-        return Err(ingest_error(format!(
-            "{} has columns {} but {} has {}; declare `columns` for source {source_name}",
-            parsed[0].file.name,
-            column_list(&schema),
-            other.file.name,
-            column_list(&other.schema)
-        )));
-    }
-
     let ingested_at = ctx.started_at;
-    let names: Vec<String> = parsed.iter().map(|p| p.file.name.clone()).collect();
+    let names: Vec<String> = changed.iter().map(|f| f.name.clone()).collect();
     let mode = if refresh_all {
         WriteMode::Overwrite {
             partition_by: Vec::new(),
@@ -179,35 +130,70 @@ pub async fn run(
         fingerprint: None,
     };
 
+    // The first file's columns are bronze's columns: open it before the writer starts.
+    let parse = Parse {
+        format,
+        columns: columns.map(<[ColumnSpec]>::to_vec),
+        batch_rows: ctx.config.ingest.batch_rows,
+        max_reject_fraction: ctx.config.ingest.max_reject_fraction,
+        ingested_at,
+        source_name: source_name.to_string(),
+        scratch_copies: scratch.is_some(),
+    };
+    let (parse, first) = tokio::task::spawn_blocking(move || {
+        let first = parse.open(&changed[0]);
+        (parse, first.map(|reader| (reader, changed)))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("parser of {table} panicked: {e}")))?;
+    let (first, changed) = first.map_err(ingest_error)?;
+    let bronze_schema = with_lineage(&first.schema());
+
+    // Rows stream from the parser thread to the Delta writer through a few batches in flight;
+    // rejects and per-file counts stay with the parser and are committed after bronze.
+    let (rows, received) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+    let schema = Arc::clone(&bronze_schema);
+    let parser = tokio::task::spawn_blocking(move || parse.all(changed, first, &schema, &rows));
+    let batches = futures::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|batch| (batch, received))
+    });
+    let stream = Box::pin(RecordBatchStreamAdapter::new(bronze_schema, batches));
+    let session = ctx.lake.session(&ctx.session)?;
+    let frame = crate::session::read_stream(&session, stream)?;
+    let written = commit::commit_frame(&ctx.lake, table, frame, mode.clone(), &meta).await;
+    let parsed = parser
+        .await
+        .map_err(|e| Error::Internal(format!("parser of {table} panicked: {e}")))?;
+    let (parsed, version) = match (parsed, written) {
+        (ParseEnd::Failed(message), _) => return Err(ingest_error(message)),
+        (_, Err(e)) => return Err(e),
+        (ParseEnd::Done(parsed), Ok(version)) => (parsed, version),
+        (ParseEnd::Stopped, Ok(_)) => {
+            return Err(Error::Internal(format!(
+                "the writer of {table} stopped reading rows before the last file ended"
+            )));
+        }
+    };
+    let rejected: u64 = parsed.iter().map(|p| p.rejects.len() as u64).sum();
+
     let rejects_batch = rejects_batch(&parsed, ingested_at)?;
     commit::commit(
         &ctx.lake,
         &table.rejects(),
         rejects_batch.schema(),
         vec![rejects_batch],
-        mode.clone(),
+        mode,
         &meta,
     )
     .await?;
 
-    let bronze_schema = with_lineage(&schema);
-    let mut bronze_batches = Vec::new();
-    let mut log_rows = Vec::new();
-    for file in parsed {
-        let rows: u64 = file.batches.iter().map(|b| b.num_rows() as u64).sum();
-        for batch in file.batches {
-            bronze_batches.push(add_lineage(
-                &batch,
-                &bronze_schema,
-                &file.file.name,
-                ingested_at,
-            )?);
-        }
-        log_rows.push((file.file, rows, file.rejects.len() as u64));
-    }
-    let version =
-        commit::commit(&ctx.lake, table, bronze_schema, bronze_batches, mode, &meta).await?;
-
+    let log_rows: Vec<(SourceFile, u64, u64)> = parsed
+        .into_iter()
+        .map(|p| {
+            let rejected = p.rejects.len() as u64;
+            (p.file, p.rows, rejected)
+        })
+        .collect();
     let log = ingest_log_batch(ctx, source_name, &log_rows, version, ingested_at)?;
     commit::commit(
         &ctx.lake,
@@ -248,27 +234,134 @@ fn column_list(schema: &Schema) -> String {
         .join(", ")
 }
 
-fn parse_file(
-    file: SourceFile,
-    format: &Format,
-    columns: Option<&[ColumnSpec]>,
+/// How the changed files of one source are parsed, on a blocking thread.
+struct Parse {
+    format: Format,
+    columns: Option<Vec<ColumnSpec>>,
     batch_rows: usize,
-) -> std::result::Result<ParsedFile, ingest::IngestError> {
-    let mut reader = ingest::open_reader(&file.path, format, columns, batch_rows)?;
-    let schema = reader.schema();
-    let mut batches = Vec::new();
-    for batch in reader.by_ref() {
-        batches.push(batch?);
+    max_reject_fraction: f64,
+    ingested_at: DateTime<Utc>,
+    source_name: String,
+    /// The files are local copies of objects: errors name the object, not the copy.
+    scratch_copies: bool,
+}
+
+/// How the parser ended.
+enum ParseEnd {
+    /// Every file was sent and the rejects are within the limit.
+    Done(Vec<ParsedFile>),
+    /// A file could not be read, its columns differ from the first file's, or too many lines were
+    /// rejected: the row stream ended with an error, so the write committed nothing.
+    Failed(String),
+    /// The writer stopped reading; its own error is the one to report.
+    Stopped,
+}
+
+impl Parse {
+    fn open(&self, file: &SourceFile) -> std::result::Result<ingest::FileReader, String> {
+        ingest::open_reader(
+            &file.path,
+            &self.format,
+            self.columns.as_deref(),
+            self.batch_rows,
+        )
+        .map_err(|e| self.named(file, e.to_string()))
     }
-    let rejects = reader.take_rejects();
-    let lines = reader.lines_read();
-    Ok(ParsedFile {
-        file,
-        batches,
-        schema,
-        rejects,
-        lines,
-    })
+
+    /// An error message that names the file as the user knows it (an object's URL, not its copy).
+    fn named(&self, file: &SourceFile, message: String) -> String {
+        if self.scratch_copies {
+            message.replace(&file.path.display().to_string(), &file.name)
+        } else {
+            message
+        }
+    }
+
+    /// Parses `files` in order (`first` is the first file's reader, already open) and sends each
+    /// batch, with lineage columns, to `rows`. A failure is sent as the stream's last item so the
+    /// writer aborts before it commits.
+    fn all(
+        &self,
+        files: Vec<SourceFile>,
+        first: ingest::FileReader,
+        schema: &SchemaRef,
+        rows: &Sender<DfResult<RecordBatch>>,
+    ) -> ParseEnd {
+        let fail = |message: String| {
+            let _ = rows.blocking_send(Err(DataFusionError::External(message.clone().into())));
+            ParseEnd::Failed(message)
+        };
+        let columns = first.schema();
+        let first_name = files[0].name.clone();
+        let mut next = Some(first);
+        let mut parsed = Vec::with_capacity(files.len());
+        for file in files {
+            let mut reader = match next.take().map_or_else(|| self.open(&file), Ok) {
+                Ok(reader) => reader,
+                Err(message) => return fail(message),
+            };
+            if reader.schema().fields() != columns.fields() {
+                return fail(format!(
+                    "{first_name} has columns {} but {} has {}; declare `columns` for source {}",
+                    column_list(&columns),
+                    file.name,
+                    column_list(&reader.schema()),
+                    self.source_name
+                ));
+            }
+            for batch in reader.by_ref() {
+                let batch = batch
+                    .map_err(|e| self.named(&file, e.to_string()))
+                    .and_then(|batch| {
+                        add_lineage(&batch, schema, &file.name, self.ingested_at)
+                            .map_err(|e| e.to_string())
+                    });
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(message) => return fail(message),
+                };
+                if rows.blocking_send(Ok(batch)).is_err() {
+                    return ParseEnd::Stopped;
+                }
+            }
+            parsed.push(ParsedFile {
+                rows: reader.rows_read(),
+                lines: reader.lines_read(),
+                rejects: reader.take_rejects(),
+                file,
+            });
+        }
+        match self.too_many_rejects(&parsed) {
+            Some(message) => fail(message),
+            None => ParseEnd::Done(parsed),
+        }
+    }
+
+    /// The error when more than `ingest.max_reject_fraction` of all lines were rejected.
+    fn too_many_rejects(&self, parsed: &[ParsedFile]) -> Option<String> {
+        let lines: u64 = parsed.iter().map(|p| p.lines).sum();
+        let rejected: u64 = parsed.iter().map(|p| p.rejects.len() as u64).sum();
+        let fraction = if lines == 0 {
+            0.0
+        } else {
+            rejected as f64 / lines as f64
+        };
+        if fraction <= self.max_reject_fraction {
+            return None;
+        }
+        let examples: Vec<String> = parsed
+            .iter()
+            .flat_map(|p| p.rejects.iter().map(move |r| (p, r)))
+            .take(REJECT_EXAMPLES)
+            .map(|(p, r)| format!("  {}:{}: {} ({:?})", p.file.name, r.line, r.reason, r.raw))
+            .collect();
+        Some(format!(
+            "{rejected} of {lines} lines rejected ({:.2}%), above ingest.max_reject_fraction = {}; nothing was committed. First rejects:\n{}",
+            fraction * 100.0,
+            self.max_reject_fraction,
+            examples.join("\n")
+        ))
+    }
 }
 
 fn with_lineage(schema: &Schema) -> SchemaRef {
