@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -93,6 +94,15 @@ impl Default for SessionOptions {
             runtime: Arc::new(RuntimeEnv::default()),
             _spill: None,
         }
+    }
+}
+
+impl SessionOptions {
+    /// A reservation in the run's memory pool for memory Strata holds itself (a model being
+    /// trained), so it counts against the limit together with DataFusion's operators. It cannot
+    /// spill; name it with [`crate::memory::held_in_memory`].
+    pub fn reservation(&self, consumer: String) -> MemoryReservation {
+        MemoryConsumer::new(consumer).register(&self.runtime.memory_pool)
     }
 }
 

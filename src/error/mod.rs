@@ -113,17 +113,18 @@ pub enum Error {
         source: crate::ingest::http::FetchError,
     },
 
-    /// A step or query needed more memory than the limit allows, even spilling to disk.
+    /// A step or query needed more memory than the limit allows: a DataFusion operator even after
+    /// spilling to disk, or what Strata holds itself (a model in training).
     #[error(
-        "{work} ran out of memory: {operator} could not get {wanted} more within the {limit}, \
-         even spilling to disk; {remedy}"
+        "{work} ran out of memory: {operator} could not get {wanted} more within the {limit}; \
+         {remedy}"
     )]
     MemoryLimit {
         /// `step silver.movie_ratings` or `the query`.
         work: String,
         operator: String,
         wanted: String,
-        /// The limit and where it came from.
+        /// The limit and where it came from; for DataFusion's operators, that spilling was tried.
         limit: String,
         /// What to change (and, for a step, that nothing was committed).
         remedy: String,

@@ -173,6 +173,14 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// What the pool calls memory Strata holds itself, such as a model in training: `ALS training
+/// (held in memory, cannot spill)`. [`over_limit`] does not say spilling was tried for it.
+pub fn held_in_memory(what: &str) -> String {
+    format!("{what}{HELD_IN_MEMORY}")
+}
+
+const HELD_IN_MEMORY: &str = " (held in memory, cannot spill)";
+
 /// The process's peak resident memory so far (Linux `VmHWM`): what the operating system charged
 /// for the whole run, DataFusion's pool, Strata's own structures and the allocator's slack included.
 /// `None` where the kernel does not report it.
@@ -236,11 +244,16 @@ pub fn over_limit(error: Error, work: &str, limit: &MemoryLimit, is_step: bool) 
     } else {
         limit.remedy()
     };
+    let spill_note = if found.operator.ends_with(HELD_IN_MEMORY) {
+        ""
+    } else {
+        ", even spilling to disk"
+    };
     Error::MemoryLimit {
         work: work.to_string(),
         operator: found.operator,
         wanted: found.wanted,
-        limit: limit.to_string(),
+        limit: format!("{limit}{spill_note}"),
         remedy,
     }
 }

@@ -76,6 +76,13 @@ pub trait TrainingStep: Sync {
     /// step error's `#[source]`.
     type TrainError: std::error::Error + Send + Sync + 'static;
 
+    /// Bytes training holds at its peak (the input as read, the training structures, the model
+    /// and its output lists), estimated from the input's sizes. Reserved in the run's memory pool
+    /// before training starts and held until the step ends, so a run counts its models with
+    /// DataFusion's operators, and a model too big for the limit fails before it is built.
+    /// Runs on the training thread.
+    fn memory(spec: &Self::Spec, data: &Self::Data) -> usize;
+
     /// Trains and measures. Runs on a blocking thread.
     fn train(
         spec: Self::Spec,
@@ -143,14 +150,34 @@ pub async fn run<S: TrainingStep>(
     info!(step = %step, rows = input_rows, read_seconds, "{} input read", S::NAME);
 
     let spec = kind.spec().clone();
-    let model = tokio::task::spawn_blocking(move || S::train(spec, data))
-        .await
-        .map_err(|e| Error::Internal(format!("{} step {step}: training panicked: {e}", S::NAME)))?
-        .map_err(|source| Error::Training {
-            kind: S::NAME,
-            step: step.clone(),
-            source: Box::new(source),
-        })?;
+    let memory = ctx
+        .session
+        .reservation(crate::memory::held_in_memory(&format!(
+            "{} training",
+            S::NAME
+        )));
+    let step_name = step.clone();
+    let trained = tokio::task::spawn_blocking(move || {
+        let needed = S::memory(&spec, &data);
+        info!(step = %step_name, bytes = needed, "{} training reserves {}", S::NAME, crate::memory::human_bytes(needed as u64));
+        memory.try_grow(needed).map_err(TrainingEnd::OutOfMemory)?;
+        let model = S::train(spec, data).map_err(TrainingEnd::Failed)?;
+        Ok((model, memory))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("{} step {step}: training panicked: {e}", S::NAME)))?;
+    // The reservation lives until the step returns: the model is held until it is published.
+    let (model, _memory) = match trained {
+        Ok(trained) => trained,
+        Err(TrainingEnd::OutOfMemory(e)) => return Err(Error::DataFusion(e)),
+        Err(TrainingEnd::Failed(source)) => {
+            return Err(Error::Training {
+                kind: S::NAME,
+                step: step.clone(),
+                source: Box::new(source),
+            });
+        }
+    };
     S::log_trained(step, &model);
 
     let mut run = TrainingRun {
@@ -201,4 +228,12 @@ pub async fn run<S: TrainingStep>(
         version,
         detail: kind.detail(&run, &model),
     })
+}
+
+/// Why the training thread returned without a model.
+enum TrainingEnd<E> {
+    /// The run's memory pool could not hold what training needs (`Step::run` turns this into
+    /// `Error::MemoryLimit` naming the step and the limit).
+    OutOfMemory(datafusion::error::DataFusionError),
+    Failed(E),
 }

@@ -234,3 +234,50 @@ fn ingest_of_a_file_larger_than_the_limit_streams_and_keeps_reject_accounting_ex
         "peak {big_peak:.1} MiB for a {big_mib:.1} MiB file, {small_peak:.1} MiB for a small one"
     );
 }
+
+#[test]
+fn an_als_step_whose_model_cannot_fit_the_limit_fails_in_one_line_and_publishes_nothing() {
+    let sample = "users = 300\nitems = 200\nratings = 20000\nseed = 5";
+    let project = Project::generated(sample, &run_section(0));
+    project.ok(&["run"]);
+    let before = project.versions();
+
+    // Enough for the SQL steps' few thousand rows, not for the ratings matrix and the factors.
+    project.write_generated_config(sample, &run_section(1));
+    let out = project.strata(&["run", "--full-refresh", "--select", "gold.recommendations"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.contains("step gold.recommendations ran out of memory"))
+        .unwrap_or_else(|| panic!("no memory error line:\n{stderr}"));
+    for part in [
+        "ALS training (held in memory, cannot spill) could not get",
+        "within the memory limit 1.0 MiB (run.memory_limit_mb = 1); raise run.memory_limit_mb; \
+         the step committed nothing",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from: {error}");
+    }
+
+    project.write_generated_config(sample, &run_section(0));
+    let published = |versions: std::collections::BTreeMap<String, (u64, u64)>| {
+        versions
+            .into_iter()
+            .filter(|(table, _)| {
+                [
+                    "gold.user_recommendations",
+                    "gold.similar_items",
+                    "gold.user_factors",
+                    "gold.item_factors",
+                    "gold.item_popularity",
+                    "system.model_runs",
+                ]
+                .contains(&table.as_str())
+            })
+            .collect::<Vec<_>>()
+    };
+    let after = published(project.versions());
+    assert_eq!(after.len(), 6, "the ALS step's tables: {after:?}");
+    assert_eq!(after, published(before), "no ALS table moved");
+}

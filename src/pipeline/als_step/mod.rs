@@ -19,7 +19,7 @@ pub mod model_runs;
 pub mod spec;
 pub mod tables;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -91,7 +91,33 @@ impl RatingColumns {
     fn interactions(&self) -> std::result::Result<Interactions, crate::ml::als::AlsError> {
         Interactions::from_columns(&self.users, &self.items, &self.ratings)
     }
+
+    /// Bytes [`train`] holds at its peak on these ratings, estimated from their count and the
+    /// distinct users and items: the columns; a held-out split's copy of them; the interaction
+    /// matrix by user and by item (an index and a value per rating, an offset and an id entry per
+    /// user and item); the factors and biases with the solver's copy; every user's top `k` and
+    /// every item's `similar_k`.
+    fn training_bytes(&self, spec: &AlsSpec) -> usize {
+        let distinct = |ids: &[i64]| ids.iter().collect::<HashSet<_>>().len();
+        let (n, users, items) = (self.len(), distinct(&self.users), distinct(&self.items));
+        let columns = n * (2 * size_of::<i64>() + size_of::<f32>());
+        let held_out = (n as f64 * spec.holdout_fraction()) as usize;
+        let split = if held_out > 0 {
+            columns + held_out * size_of::<Rating>()
+        } else {
+            0
+        };
+        let ids = users + items;
+        let matrix = 2 * n * (size_of::<u32>() + size_of::<f32>()) + ids * ID_ENTRY_BYTES;
+        let factors = 2 * ids * (spec.factors + 1) * size_of::<f32>();
+        let entry = size_of::<(u32, f32)>();
+        let lists = users * spec.k * entry + items * spec.similar_k * entry;
+        columns + split + matrix + factors + lists
+    }
 }
+
+/// An id's share of the matrix: its row offset in each direction and its id-map entry.
+const ID_ENTRY_BYTES: usize = 2 * size_of::<usize>() + 32;
 
 /// Everything computed before the first commit.
 pub struct Trained {
@@ -161,6 +187,11 @@ impl TrainingStep for AlsStep {
 
     fn input_rows((data, _test): &Self::Data) -> u64 {
         data.len() as u64
+    }
+
+    fn memory(spec: &AlsSpec, (data, test): &Self::Data) -> usize {
+        let test = test.as_ref().map_or(0, |t| t.len() * size_of::<Rating>());
+        data.training_bytes(spec) + test
     }
 
     type TrainError = crate::ml::als::AlsError;

@@ -60,6 +60,26 @@ pub struct Dataset {
     categorical: Vec<String>,
 }
 
+impl Dataset {
+    /// Bytes training holds at its peak, estimated: the rows as read; the records, labels and
+    /// keys; the encoded features twice (smartcore's matrix is a copy). The trees are left out:
+    /// beside the data they are small at any depth that does not memorise it.
+    fn training_bytes(&self, features: usize) -> usize {
+        let n = self.records.len();
+        let strings = |texts: &[String]| {
+            texts
+                .iter()
+                .map(|t| t.capacity() + size_of::<String>())
+                .sum::<usize>()
+        };
+        self.rows.get_array_memory_size()
+            + n * (size_of::<Vec<FeatureValue>>() + features * size_of::<FeatureValue>())
+            + strings(&self.labels)
+            + strings(&self.keys)
+            + 2 * n * features * size_of::<f64>()
+    }
+}
+
 /// A trained and measured model.
 pub struct Trained {
     pub model: Classifier,
@@ -127,6 +147,10 @@ impl TrainingStep for ClassifierStep {
 
     fn input_rows(data: &Dataset) -> u64 {
         data.records.len() as u64
+    }
+
+    fn memory(spec: &ClassifierSpec, data: &Dataset) -> usize {
+        data.training_bytes(spec.features.len())
     }
 
     type TrainError = TrainingFailed;
