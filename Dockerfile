@@ -11,7 +11,7 @@ RUN cargo install cargo-chef --version 0.1.78 --locked
 WORKDIR /src
 
 FROM chef AS planner
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 RUN cargo chef prepare --recipe-path recipe.json
 
@@ -19,7 +19,8 @@ FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 # Only the dependency tree: this layer stays cached until Cargo.toml or Cargo.lock change.
 RUN cargo chef cook --release --locked --recipe-path recipe.json
-COPY Cargo.toml Cargo.lock ./
+# build.rs: link options that bring the release binary to 142 MB (BENCHMARKS.md, "The first build").
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 RUN cargo build --release --locked --bin strata
 

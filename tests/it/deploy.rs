@@ -177,6 +177,13 @@ fn the_dockerfile_is_multi_stage_cached_non_root_and_health_checked() {
         cook < copy_src,
         "dependencies are built before the sources are copied"
     );
+    // build.rs carries the release link options (identical-code folding, packed relocations):
+    // without it the image's binary is bigger than the one BENCHMARKS.md measures.
+    let copy_build_script = text.rfind("COPY Cargo.toml Cargo.lock build.rs ./");
+    assert!(
+        copy_build_script.is_some_and(|at| cook < at && at < copy_src),
+        "the build stage copies build.rs with the sources"
+    );
     let runtime = &text[text.rfind("FROM ").unwrap()..];
     for expected in [
         "COPY config ./config",
