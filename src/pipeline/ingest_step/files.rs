@@ -154,8 +154,21 @@ pub async fn run(
     let (rows, received) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
     let schema = Arc::clone(&bronze_schema);
     let parser = tokio::task::spawn_blocking(move || parse.all(changed, first, &schema, &rows));
-    let batches = futures::stream::unfold(received, |mut received| async move {
-        received.recv().await.map(|batch| (batch, received))
+    let batches = futures::stream::unfold(Some(received), |received| async move {
+        let mut received = received?;
+        match received.recv().await {
+            Some(Ok(Some(batch))) => Some((Ok(batch), Some(received))),
+            Some(Ok(None)) => None,
+            Some(Err(e)) => Some((Err(e), None)),
+            // A parser that stops without saying the files ended (it panicked) must not let the
+            // writer commit the rows it sent so far.
+            None => Some((
+                Err(DataFusionError::Execution(
+                    "the parser stopped before the last file ended".into(),
+                )),
+                None,
+            )),
+        }
     });
     let stream = Box::pin(RecordBatchStreamAdapter::new(bronze_schema, batches));
     let session = ctx.lake.session(&ctx.session)?;
@@ -278,14 +291,15 @@ impl Parse {
     }
 
     /// Parses `files` in order (`first` is the first file's reader, already open) and sends each
-    /// batch, with lineage columns, to `rows`. A failure is sent as the stream's last item so the
-    /// writer aborts before it commits.
+    /// batch, with lineage columns, to `rows`, then `None` once every file is in and the rejects are
+    /// within the limit. A failure is sent as the stream's last item so the writer aborts before it
+    /// commits; a stream that ends without `None` fails too.
     fn all(
         &self,
         files: Vec<SourceFile>,
         first: ingest::FileReader,
         schema: &SchemaRef,
-        rows: &Sender<DfResult<RecordBatch>>,
+        rows: &Sender<DfResult<Option<RecordBatch>>>,
     ) -> ParseEnd {
         let fail = |message: String| {
             let _ = rows.blocking_send(Err(DataFusionError::External(message.clone().into())));
@@ -320,7 +334,7 @@ impl Parse {
                     Ok(batch) => batch,
                     Err(message) => return fail(message),
                 };
-                if rows.blocking_send(Ok(batch)).is_err() {
+                if rows.blocking_send(Ok(Some(batch))).is_err() {
                     return ParseEnd::Stopped;
                 }
             }
@@ -333,6 +347,7 @@ impl Parse {
         }
         match self.too_many_rejects(&parsed) {
             Some(message) => fail(message),
+            None if rows.blocking_send(Ok(None)).is_err() => ParseEnd::Stopped,
             None => ParseEnd::Done(parsed),
         }
     }
