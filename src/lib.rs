@@ -23,8 +23,9 @@
 //! - [`storage`]: where the lake lives (`LakeRoot`: a directory or `s3://`), object-store access
 //!   checks, the conditional-write check, clear storage errors. [`memory`]: the memory limit
 //!   (`run.memory_limit_mb`, "auto" from the machine), spill areas, out-of-memory errors that
-//!   name the operator. [`session`]: the one factory of DataFusion sessions (shared pool, spill
-//!   area, planner). [`output`]: rendering. [`fixtures`]: `strata
+//!   name the operator, the process's peak memory. [`session`]: the one factory of DataFusion
+//!   sessions (shared pool, spill area, planner, reservations for training steps, a one-shot
+//!   stream of rows as a table for streaming ingest). [`output`]: rendering. [`fixtures`]: `strata
 //!   fixtures serve`, recorded JSON APIs served locally for offline examples.
 //! - [`catalog`]: `layer.name` ⇄ `<lake>/<layer>/<name>/`; opening tables (latest, version, as-of);
 //!   a session where every table is queryable, plus `table_version` / `table_as_of`.

@@ -2,9 +2,9 @@
 //! publish and log ([`TrainingStep`]); [`run`] owns the order and the all-or-none rule.
 //!
 //! First run: open every table the step reads at its current Delta version; read the input from
-//! those snapshots; train on a blocking thread (training is CPU-bound and must not stall the
-//! runtime); build every output table; commit them in order; append the run to
-//! `system.model_runs`. Rerun: when the settings' fingerprint and the input versions match the
+//! those snapshots; reserve the kind's estimate of its peak memory in the run's pool; train on a
+//! blocking thread (training is CPU-bound and must not stall the runtime); build every output
+//! table; commit them in order; append the run to `system.model_runs`. Rerun: when the settings' fingerprint and the input versions match the
 //! primary table's last commit, nothing is read or written ([`fingerprint::up_to_date`]).
 //! Failure: nothing is committed before training succeeded and every batch is built; a failed
 //! commit or run-log append rolls back what the step committed ([`Publication`]).
