@@ -121,7 +121,8 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
             reservation.to_string(),
         );
         // A Parquet writer (a SQL step's staged result, a Delta commit) holds a whole row group
-        // in memory and cannot spill it: keep a row group within an eighth of the pool, at ~128 bytes a row.
+        // in memory and cannot spill it: keep a row group within an eighth of the pool, at ~128
+        // bytes a row.
         let rows = (bytes / 8 / 128).clamp(8192, DEFAULT_ROW_GROUP_ROWS);
         settings.insert(
             "datafusion.execution.parquet.max_row_group_size".into(),

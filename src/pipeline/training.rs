@@ -4,8 +4,9 @@
 //! First run: open every table the step reads at its current Delta version; read the input from
 //! those snapshots; reserve the kind's estimate of its peak memory in the run's pool; train on a
 //! blocking thread (training is CPU-bound and must not stall the runtime); build every output
-//! table; commit them in order; append the run to `system.model_runs`. Rerun: when the settings' fingerprint and the input versions match the
-//! primary table's last commit, nothing is read or written ([`fingerprint::up_to_date`]).
+//! table; commit them in order; append the run to `system.model_runs`. Rerun: when the settings'
+//! fingerprint and the input versions match the primary table's last commit, nothing is read or
+//! written ([`fingerprint::up_to_date`]).
 //! Failure: nothing is committed before training succeeded and every batch is built; a failed
 //! commit or run-log append rolls back what the step committed ([`Publication`]).
 //!
@@ -159,7 +160,8 @@ pub async fn run<S: TrainingStep>(
     let step_name = step.clone();
     let trained = tokio::task::spawn_blocking(move || {
         let needed = S::memory(&spec, &data);
-        info!(step = %step_name, bytes = needed, "{} training reserves {}", S::NAME, crate::memory::human_bytes(needed as u64));
+        let shown = crate::memory::human_bytes(needed as u64);
+        info!(step = %step_name, bytes = needed, "{} training reserves {shown}", S::NAME);
         memory.try_grow(needed).map_err(TrainingEnd::OutOfMemory)?;
         let model = S::train(spec, data).map_err(TrainingEnd::Failed)?;
         Ok((model, memory))
