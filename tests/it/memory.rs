@@ -237,7 +237,8 @@ fn ingest_of_a_file_larger_than_the_limit_streams_and_keeps_reject_accounting_ex
 
 #[test]
 fn an_als_step_whose_model_cannot_fit_the_limit_fails_in_one_line_and_publishes_nothing() {
-    let sample = "users = 300\nitems = 200\nratings = 20000\nseed = 5";
+    // The ratings as read, their matrix and the factors come to about 1.5 MiB.
+    let sample = "users = 600\nitems = 400\nratings = 50000\nseed = 5";
     let project = Project::generated(sample, &run_section(0));
     project.ok(&["run"]);
     let before = project.versions();

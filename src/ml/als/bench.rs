@@ -15,8 +15,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::error::AlsError;
 use super::eval::{self, RELEVANCE_THRESHOLD};
-use super::model::{AlsError, AlsModel, AlsParams, Interactions, Rating, thread_pool};
+use super::model::{AlsModel, AlsParams, Interactions, thread_pool};
+use super::ratings::Rating;
 
 /// Arguments of [`run_bench`], also the flags of `strata bench als`. Defaults: Spark's explicit
 /// setup ([`AlsParams::default`]).

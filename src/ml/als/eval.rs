@@ -25,7 +25,8 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::model::{AlsModel, Interactions, Rating, SplitMix64};
+use super::model::{AlsModel, Interactions, SplitMix64};
+use super::ratings::Rating;
 
 /// Test ratings at or above this are "relevant" (as in the peers).
 pub const RELEVANCE_THRESHOLD: f32 = 4.0;
@@ -95,6 +96,26 @@ pub fn rmse(model: &AlsModel, test: &[Rating]) -> RmseReport {
         rmse,
         pairs,
         skipped,
+    }
+}
+
+/// RMSE of the model on its own training rows, walked user by user in the
+/// matrix (no copy of the rows); `NaN` when there are none.
+pub fn training_rmse(model: &AlsModel) -> f64 {
+    let data = model.data();
+    let (mut se, mut pairs) = (0.0f64, 0usize);
+    for u in 0..data.n_users() as u32 {
+        let (items, ratings) = data.user_row(u);
+        for (&i, &rating) in items.iter().zip(ratings) {
+            let e = model.predict(u, i) as f64 - rating as f64;
+            se += e * e;
+            pairs += 1;
+        }
+    }
+    if pairs == 0 {
+        f64::NAN
+    } else {
+        (se / pairs as f64).sqrt()
     }
 }
 

@@ -21,13 +21,14 @@
 //!   chunk before the first iteration.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
-use std::fmt;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::error::AlsError;
+use super::ratings::{DenseRatings, IdMap, Rating, RatingsBuilder};
 use super::solve::{self, CgScratch};
 
 /// Rows per parallel task. Fixed (not derived from the thread count) so that
@@ -35,66 +36,6 @@ use super::solve::{self, CgScratch};
 /// pool; 32 rows keeps ~30 tasks on ml-100k users for work stealing to
 /// balance skewed row lengths.
 pub const ROW_CHUNK: usize = 32;
-
-/// One observation: a raw user id, a raw item id and a rating (explicit) or
-/// an interaction strength (implicit).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Rating {
-    pub user: i64,
-    pub item: i64,
-    pub rating: f32,
-}
-
-/// Errors from building data or training.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AlsError {
-    /// A parameter is out of range; the message names it.
-    InvalidParams(String),
-    /// The column slices passed to [`Interactions::from_columns`] differ in length.
-    LengthMismatch {
-        users: usize,
-        items: usize,
-        ratings: usize,
-    },
-    /// Row `row` (0-based, input order) has a NaN or infinite rating.
-    NonFiniteRating { row: usize },
-    /// Implicit ALS needs confidence `1 + alpha * r >= 1`, i.e. `r >= 0`;
-    /// raw ids of the first offending pair.
-    NegativeImplicitRating { user: i64, item: i64, rating: f32 },
-    /// There is nothing to train on.
-    Empty,
-    /// More distinct users or items than fit in a u32 index.
-    TooManyIds,
-    /// The rayon pool could not be built.
-    ThreadPool(String),
-}
-
-impl fmt::Display for AlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AlsError::InvalidParams(m) => write!(f, "invalid ALS parameters: {m}"),
-            AlsError::LengthMismatch {
-                users,
-                items,
-                ratings,
-            } => write!(
-                f,
-                "column lengths differ: {users} users, {items} items, {ratings} ratings"
-            ),
-            AlsError::NonFiniteRating { row } => write!(f, "row {row}: rating is not finite"),
-            AlsError::NegativeImplicitRating { user, item, rating } => write!(
-                f,
-                "user {user}, item {item}: implicit ALS needs ratings >= 0 \
-                 (confidence 1 + alpha * r), got {rating}"
-            ),
-            AlsError::Empty => write!(f, "no interactions to train on"),
-            AlsError::TooManyIds => write!(f, "more than 2^32 - 1 distinct users or items"),
-            AlsError::ThreadPool(m) => write!(f, "could not build thread pool: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for AlsError {}
 
 /// A local rayon pool with `threads` workers (`None`: rayon's default, one
 /// per core). Training and recommendation run inside the pool they are given
@@ -143,54 +84,6 @@ impl SplitMix64 {
     }
 }
 
-/// Bidirectional map between raw i64 ids and dense u32 indexes
-/// (dense order = ascending raw id).
-#[derive(Debug, Clone, Default)]
-pub struct IdMap {
-    index: HashMap<i64, u32>,
-    raw: Vec<i64>,
-}
-
-impl IdMap {
-    /// Distinct ids of `ids`, numbered in ascending order.
-    pub fn from_ids(ids: &[i64]) -> Result<Self, AlsError> {
-        let mut raw = ids.to_vec();
-        raw.sort_unstable();
-        raw.dedup();
-        if raw.len() > u32::MAX as usize {
-            return Err(AlsError::TooManyIds);
-        }
-        let index = raw
-            .iter()
-            .enumerate()
-            .map(|(d, &r)| (r, d as u32))
-            .collect();
-        Ok(Self { index, raw })
-    }
-
-    pub fn dense(&self, raw: i64) -> Option<u32> {
-        self.index.get(&raw).copied()
-    }
-
-    /// Panics if `dense >= self.len()`.
-    pub fn raw(&self, dense: u32) -> i64 {
-        self.raw[dense as usize]
-    }
-
-    /// All raw ids, indexed by dense id.
-    pub fn raw_ids(&self) -> &[i64] {
-        &self.raw
-    }
-
-    pub fn len(&self) -> usize {
-        self.raw.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
-    }
-}
-
 /// Compressed sparse rows: row `r` holds `indices[indptr[r]..indptr[r+1]]`
 /// (sorted) with the matching `values`.
 #[derive(Debug, Clone, Default)]
@@ -202,19 +95,26 @@ pub struct Csr {
 
 impl Csr {
     /// Counting sort of `(row, col, value)` triples into rows, keeping input
-    /// order inside a row.
-    fn from_triples(n_rows: usize, rows: &[u32], cols: &[u32], values: &[f32]) -> Self {
+    /// order inside a row. `triple(r)` gives input row `r`'s triple, or
+    /// `None` to leave the row out; it is called twice per row (count, fill)
+    /// so that no copy of the triples is made.
+    fn from_triples(
+        n_rows: usize,
+        n_input: usize,
+        triple: impl Fn(usize) -> Option<(u32, u32, f32)>,
+    ) -> Self {
         let mut indptr = vec![0usize; n_rows + 1];
-        for &r in rows {
+        for (r, _, _) in (0..n_input).filter_map(&triple) {
             indptr[r as usize + 1] += 1;
         }
         for r in 0..n_rows {
             indptr[r + 1] += indptr[r];
         }
+        let nnz = indptr[n_rows];
         let mut next = indptr[..n_rows].to_vec();
-        let mut indices = vec![0u32; rows.len()];
-        let mut vals = vec![0f32; rows.len()];
-        for ((&r, &c), &v) in rows.iter().zip(cols).zip(values) {
+        let mut indices = vec![0u32; nnz];
+        let mut vals = vec![0f32; nnz];
+        for (r, c, v) in (0..n_input).filter_map(&triple) {
             let p = &mut next[r as usize];
             indices[*p] = c;
             vals[*p] = v;
@@ -291,38 +191,52 @@ impl Interactions {
     /// Build from parallel columns (the shape a columnar engine has).
     /// Ratings must be finite; everything else is accepted.
     pub fn from_columns(users: &[i64], items: &[i64], ratings: &[f32]) -> Result<Self, AlsError> {
-        if users.len() != items.len() || users.len() != ratings.len() {
-            return Err(AlsError::LengthMismatch {
-                users: users.len(),
-                items: items.len(),
-                ratings: ratings.len(),
-            });
-        }
-        if let Some(row) = ratings.iter().position(|r| !r.is_finite()) {
-            return Err(AlsError::NonFiniteRating { row });
-        }
-        let umap = IdMap::from_ids(users)?;
-        let imap = IdMap::from_ids(items)?;
-        // The lookups cannot fail: the maps were built from these columns.
-        let du: Vec<u32> = users.iter().map(|u| umap.index[u]).collect();
-        let di: Vec<u32> = items.iter().map(|i| imap.index[i]).collect();
+        let mut builder = RatingsBuilder::default();
+        builder.push(users, items, ratings)?;
+        Ok(Self::from_dense(&builder.finish(), None))
+    }
+
+    /// Build from ratings already numbered, all of them or the rows `keep`
+    /// marks. With `keep`, ids that occur only in left-out rows are dropped
+    /// and the rest numbered anew in ascending order: the result equals
+    /// [`Self::from_columns`] on the kept rows alone.
+    pub fn from_dense(data: &DenseRatings, keep: Option<&[bool]>) -> Self {
+        let (du, di, ratings) = (data.user_ids(), data.item_ids(), data.ratings());
+        let kept = |r: usize| keep.is_none_or(|keep| keep[r]);
+        let renumbered =
+            keep.map(|keep| (data.users().kept(du, keep), data.items().kept(di, keep)));
+        let (umap, imap, user_number, item_number) = match renumbered {
+            Some(((umap, u), (imap, i))) => (umap, imap, Some(u), Some(i)),
+            None => (data.users().clone(), data.items().clone(), None, None),
+        };
+        let number = |numbers: &Option<Vec<u32>>, dense: u32| {
+            numbers.as_ref().map_or(dense, |n| n[dense as usize])
+        };
         // Input order -> by user (unsorted rows) -> by item (sorted by user)
         // -> by user (sorted by item): two counting sorts, no comparisons.
-        let raw_by_user = Csr::from_triples(umap.len(), &du, &di, ratings);
+        let raw_by_user = Csr::from_triples(umap.len(), ratings.len(), |r| {
+            kept(r).then(|| {
+                let u = number(&user_number, du[r]);
+                (u, number(&item_number, di[r]), ratings[r])
+            })
+        });
         let by_item = raw_by_user.transpose(imap.len());
+        drop(raw_by_user);
         let by_user = by_item.transpose(umap.len());
-        let mean = if ratings.is_empty() {
-            0.0
-        } else {
-            ratings.iter().map(|&r| r as f64).sum::<f64>() / ratings.len() as f64
-        };
-        Ok(Self {
+        // Summed in input order, as the rows came.
+        let (sum, count) = (0..ratings.len())
+            .filter(|&r| kept(r))
+            .fold((0.0f64, 0usize), |(sum, count), r| {
+                (sum + ratings[r] as f64, count + 1)
+            });
+        let mean = if count == 0 { 0.0 } else { sum / count as f64 };
+        Self {
             users: umap,
             items: imap,
             by_user,
             by_item,
             mean,
-        })
+        }
     }
 
     pub fn from_ratings(rows: &[Rating]) -> Result<Self, AlsError> {
@@ -1380,6 +1294,46 @@ mod tests {
             }
         }
         assert_eq!(seen, rows.len());
+    }
+
+    #[test]
+    fn kept_rows_build_the_same_matrix_as_those_rows_alone() {
+        let rows = random_ratings(17, 11, 0.3, 5);
+        // Leave out every third row, and every row of one user, so that ids disappear too.
+        let keep: Vec<bool> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, rating)| r % 3 != 0 && rating.user != 3)
+            .collect();
+        let kept: Vec<Rating> = rows
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(r, _)| *r)
+            .collect();
+        let mut builder = RatingsBuilder::default();
+        for chunk in rows.chunks(10) {
+            let users: Vec<i64> = chunk.iter().map(|r| r.user).collect();
+            let items: Vec<i64> = chunk.iter().map(|r| r.item).collect();
+            let ratings: Vec<f32> = chunk.iter().map(|r| r.rating).collect();
+            builder.push(&users, &items, &ratings).unwrap();
+        }
+        let dense = builder.finish();
+
+        let got = Interactions::from_dense(&dense, Some(&keep));
+        let want = Interactions::from_ratings(&kept).unwrap();
+        assert!(got.users().dense(3).is_none());
+        assert_eq!(got.users().raw_ids(), want.users().raw_ids());
+        assert_eq!(got.items().raw_ids(), want.items().raw_ids());
+        assert_eq!(got.mean_rating(), want.mean_rating());
+        for u in 0..want.n_users() as u32 {
+            assert_eq!(got.user_row(u), want.user_row(u));
+        }
+        for i in 0..want.n_items() as u32 {
+            assert_eq!(got.item_row(i), want.item_row(i));
+        }
+        let all = Interactions::from_dense(&dense, None);
+        assert_eq!(all.nnz(), rows.len());
     }
 
     #[test]

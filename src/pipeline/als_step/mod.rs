@@ -19,7 +19,7 @@ pub mod model_runs;
 pub mod spec;
 pub mod tables;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -33,7 +33,8 @@ use tracing::info;
 use crate::catalog::{Layer, TableName};
 use crate::error::{Error, Result};
 use crate::ml::als::eval::{self, Evaluation};
-use crate::ml::als::{AlsModel, Interactions, Rating, thread_pool};
+use crate::ml::als::ratings::ID_MAP_ENTRY_BYTES;
+use crate::ml::als::{AlsModel, DenseRatings, Interactions, Rating, RatingsBuilder, thread_pool};
 use crate::pipeline::model_runs::TrainingRun;
 use crate::pipeline::training::{self, TrainingStep};
 use crate::pipeline::{StepContext, StepResult};
@@ -48,76 +49,49 @@ pub struct AlsStep {
     pub spec: AlsSpec,
 }
 
-/// Ratings as parallel columns, the shape the model is built from.
-#[derive(Debug, Default)]
-pub struct RatingColumns {
-    users: Vec<i64>,
-    items: Vec<i64>,
-    ratings: Vec<f32>,
-}
-
-impl RatingColumns {
-    fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    fn to_ratings(&self) -> Vec<Rating> {
-        (0..self.len())
-            .map(|r| Rating {
-                user: self.users[r],
-                item: self.items[r],
-                rating: self.ratings[r],
-            })
-            .collect()
-    }
-
-    /// Splits by [`eval::pair_held_out`]: (train, test).
-    fn split(&self, fraction: f64, seed: u64) -> (RatingColumns, Vec<Rating>) {
-        let mut train = RatingColumns::default();
-        let mut test = Vec::new();
-        for r in 0..self.len() {
-            let (user, item, rating) = (self.users[r], self.items[r], self.ratings[r]);
-            if eval::pair_held_out(user, item, fraction, seed) {
-                test.push(Rating { user, item, rating });
-            } else {
-                train.users.push(user);
-                train.items.push(item);
-                train.ratings.push(rating);
-            }
+/// Splits `data` by [`eval::pair_held_out`]: which rows train (`true`), and the held-out rows in
+/// read order.
+fn split(data: &DenseRatings, fraction: f64, seed: u64) -> (Vec<bool>, Vec<Rating>) {
+    let mut train = Vec::with_capacity(data.len());
+    let mut test = Vec::new();
+    for r in 0..data.len() {
+        let rating = data.rating(r);
+        let held_out = eval::pair_held_out(rating.user, rating.item, fraction, seed);
+        train.push(!held_out);
+        if held_out {
+            test.push(rating);
         }
-        (train, test)
     }
-
-    fn interactions(&self) -> std::result::Result<Interactions, crate::ml::als::AlsError> {
-        Interactions::from_columns(&self.users, &self.items, &self.ratings)
-    }
-
-    /// Bytes [`train`] holds at its peak on these ratings, estimated from their count and the
-    /// distinct users and items: the columns; a held-out split's copy of them; the interaction
-    /// matrix by user and by item (an index and a value per rating, an offset and an id entry per
-    /// user and item); the factors and biases with the solver's copy; every user's top `k` and
-    /// every item's `similar_k`.
-    fn training_bytes(&self, spec: &AlsSpec) -> usize {
-        let distinct = |ids: &[i64]| ids.iter().collect::<HashSet<_>>().len();
-        let (n, users, items) = (self.len(), distinct(&self.users), distinct(&self.items));
-        let columns = n * (2 * size_of::<i64>() + size_of::<f32>());
-        let held_out = (n as f64 * spec.holdout_fraction()) as usize;
-        let split = if held_out > 0 {
-            columns + held_out * size_of::<Rating>()
-        } else {
-            0
-        };
-        let ids = users + items;
-        let matrix = 2 * n * (size_of::<u32>() + size_of::<f32>()) + ids * ID_ENTRY_BYTES;
-        let factors = 2 * ids * (spec.factors + 1) * size_of::<f32>();
-        let entry = size_of::<(u32, f32)>();
-        let lists = users * spec.k * entry + items * spec.similar_k * entry;
-        columns + split + matrix + factors + lists
-    }
+    (train, test)
 }
 
-/// An id's share of the matrix: its row offset in each direction and its id-map entry.
-const ID_ENTRY_BYTES: usize = 2 * size_of::<usize>() + 32;
+/// Bytes [`train`] holds at its peak on `data`, estimated from the count of ratings and of
+/// distinct users and items: the ratings as read; then whichever is larger, the evaluation
+/// (its split and the training rows' matrix) or the published model's matrix; the factors and
+/// biases with the solver's copy; every user's top `k` and every item's `similar_k`.
+fn training_bytes(data: &DenseRatings, spec: &AlsSpec) -> usize {
+    let (n, users, items) = (data.len(), data.users().len(), data.items().len());
+    let ids = users + items;
+    let matrix = |rows: usize| rows * MATRIX_BYTES_PER_RATING + ids * MATRIX_BYTES_PER_ID;
+    let held_out = (n as f64 * spec.holdout_fraction()) as usize;
+    let evaluation = if held_out > 0 {
+        n * size_of::<bool>() + held_out * size_of::<Rating>() + matrix(n - held_out)
+    } else {
+        0
+    };
+    let factors = 2 * ids * (spec.factors + 1) * size_of::<f32>();
+    let entry = size_of::<(u32, f32)>();
+    let lists = users * spec.k * entry + items * spec.similar_k * entry;
+    data.bytes() + evaluation.max(matrix(n)) + factors + lists
+}
+
+/// A rating's share of the interaction matrices: an index and a value by user and by item (the
+/// build holds two of the three counting-sort passes at once, the same size).
+const MATRIX_BYTES_PER_RATING: usize = 2 * (size_of::<u32>() + size_of::<f32>());
+
+/// An id's share of the matrices: its row offset in each direction, and its entry in the
+/// matrices' own id map.
+const MATRIX_BYTES_PER_ID: usize = 2 * size_of::<usize>() + ID_MAP_ENTRY_BYTES;
 
 /// Everything computed before the first commit.
 pub struct Trained {
@@ -141,7 +115,7 @@ impl TrainingStep for AlsStep {
     const NAME: &'static str = "ALS";
     type Spec = AlsSpec;
     /// The input's ratings, and the test table's when the step has one.
-    type Data = (RatingColumns, Option<Vec<Rating>>);
+    type Data = (DenseRatings, Option<Vec<Rating>>);
     type Model = Trained;
 
     fn spec(&self) -> &AlsSpec {
@@ -191,7 +165,7 @@ impl TrainingStep for AlsStep {
 
     fn memory(spec: &AlsSpec, (data, test): &Self::Data) -> usize {
         let test = test.as_ref().map_or(0, |t| t.len() * size_of::<Rating>());
-        data.training_bytes(spec) + test
+        training_bytes(data, spec) + test
     }
 
     type TrainError = crate::ml::als::AlsError;
@@ -261,7 +235,7 @@ async fn read_ratings(
     spec: &AlsSpec,
     table: &TableName,
     delta: &DeltaTable,
-) -> Result<RatingColumns> {
+) -> Result<DenseRatings> {
     let session = ctx.lake.session(&ctx.session)?;
     let provider = crate::catalog::provider(delta).await?;
     let frame = session.read_table(provider)?;
@@ -303,7 +277,7 @@ async fn read_ratings(
         cast(column(&spec.item_column)?, DataType::Int64).alias("item"),
         rating.alias("rating"),
     ])?;
-    let mut out = RatingColumns::default();
+    let mut out = RatingsBuilder::default();
     let mut stream = frame.execute_stream().await?;
     while let Some(batch) = stream.try_next().await? {
         let names = [&spec.user_column, &spec.item_column, &spec.rating_column];
@@ -320,21 +294,24 @@ async fn read_ratings(
                 });
             }
         }
-        out.users
-            .extend_from_slice(batch.column(0).as_primitive::<Int64Type>().values());
-        out.items
-            .extend_from_slice(batch.column(1).as_primitive::<Int64Type>().values());
-        out.ratings
-            .extend_from_slice(batch.column(2).as_primitive::<Float32Type>().values());
+        out.push(
+            batch.column(0).as_primitive::<Int64Type>().values(),
+            batch.column(1).as_primitive::<Int64Type>().values(),
+            batch.column(2).as_primitive::<Float32Type>().values(),
+        )
+        .map_err(|e| Error::Als {
+            step: table.clone(),
+            message: format!("{table}: {e}"),
+        })?;
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
 /// Evaluates, trains the published model and scores every user and item. CPU-bound: runs on a
 /// blocking thread inside the step's own rayon pool.
 fn train(
     spec: &AlsSpec,
-    data: RatingColumns,
+    data: DenseRatings,
     test: Option<Vec<Rating>>,
 ) -> std::result::Result<Trained, crate::ml::als::AlsError> {
     let params = spec.params();
@@ -350,7 +327,7 @@ fn train(
     let mut evaluated_model = None;
     if let Some(test) = test {
         // Test table: the published model trains on the whole input, so it is the evaluated one.
-        let model = AlsModel::fit(data.interactions()?, &params, &pool)?;
+        let model = AlsModel::fit(Interactions::from_dense(&data, None), &params, &pool)?;
         let measured = eval::evaluate(&model, &test, threshold, &pool);
         eval = metrics(
             format!("table {}", spec.eval.test_table.as_deref().unwrap_or("")),
@@ -362,12 +339,14 @@ fn train(
         evaluated_model = Some(model);
     } else if spec.holdout_fraction() > 0.0 {
         let (fraction, seed) = (spec.holdout_fraction(), spec.eval.seed);
-        let (train, test) = data.split(fraction, seed);
-        let model = AlsModel::fit(train.interactions()?, &params, &pool)?;
+        let (train, test) = split(&data, fraction, seed);
+        let train = Interactions::from_dense(&data, Some(&train));
+        let train_rows = train.nnz();
+        let model = AlsModel::fit(train, &params, &pool)?;
         let measured = eval::evaluate(&model, &test, threshold, &pool);
         eval = metrics(
             format!("holdout {fraction} seed {seed}"),
-            train.len(),
+            train_rows,
             test.len(),
             spec.implicit,
             &measured,
@@ -381,10 +360,15 @@ fn train(
     let started = Instant::now();
     let model = match evaluated_model {
         Some(model) => model,
-        None => AlsModel::fit(data.interactions()?, &params, &pool)?,
+        None => {
+            let interactions = Interactions::from_dense(&data, None);
+            // The ratings as read are no longer needed: free them before training.
+            drop(data);
+            AlsModel::fit(interactions, &params, &pool)?
+        }
     };
     let train_seconds = started.elapsed().as_secs_f64();
-    let train_rmse = (!spec.implicit).then(|| eval::rmse(&model, &model_rows(&model)).rmse);
+    let train_rmse = (!spec.implicit).then(|| eval::training_rmse(&model));
 
     let started = Instant::now();
     let recommendations = model.recommend_all(spec.k, &pool);
@@ -402,23 +386,6 @@ fn train(
         train_seconds,
         recommend_seconds,
     })
-}
-
-/// The model's own training rows, for the training RMSE.
-fn model_rows(model: &AlsModel) -> Vec<Rating> {
-    let data = model.data();
-    let mut rows = Vec::with_capacity(data.nnz());
-    for u in 0..data.n_users() as u32 {
-        let (items, ratings) = data.user_row(u);
-        for (&i, &rating) in items.iter().zip(ratings) {
-            rows.push(Rating {
-                user: data.users().raw(u),
-                item: data.items().raw(i),
-                rating,
-            });
-        }
-    }
-    rows
 }
 
 fn metrics(
