@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::inspect;
 use crate::ml::als;
 use crate::output::{self, Format};
-use crate::pipeline::StepStatus;
 use crate::pipeline::dag::{Dag, DagFormat};
 use crate::pipeline::run::{self, RunOptions, StepReport};
 use crate::pipeline::run_log::{self, Trigger};
@@ -29,6 +28,10 @@ macro_rules! emit {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
+
+mod run_output;
+
+use run_output::RunOutput;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -268,15 +271,11 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 full_refresh,
                 resume,
             };
-            let spill_root = config.spill_root();
-            let print_start = |session: &crate::session::SessionOptions| {
-                eprintln!(
-                    "{}; spill files under {}",
-                    session.memory,
-                    spill_root.display()
-                );
-            };
-            let summary = run::run(Arc::new(config), &options, print_start, print_step).await?;
+            let mut output = RunOutput::new(config.spill_root());
+            let summary = run::run(Arc::new(config), &options, &mut output).await;
+            // Live lines off the screen before the closing lines.
+            drop(output);
+            let summary = summary?;
             let failures: Vec<&StepReport> =
                 summary.steps.iter().filter(|s| s.error.is_some()).collect();
             for failed in &failures {
@@ -585,40 +584,4 @@ fn parse_tables(names: &[String]) -> Result<Vec<TableName>> {
         .iter()
         .map(|n| n.parse())
         .collect::<std::result::Result<_, _>>()?)
-}
-
-/// One line per step: table, status, rows, Delta version, milliseconds, and a note.
-fn print_step(report: &StepReport) {
-    let rows = report
-        .rows
-        .map(|r| format!("{r} rows"))
-        .unwrap_or_else(|| "-".into());
-    let version = report
-        .version
-        .map(|v| format!("v{v}"))
-        .unwrap_or_else(|| "-".into());
-    let mut note = match report.status {
-        StepStatus::Failed => report
-            .error
-            .as_deref()
-            .and_then(|e| e.lines().next())
-            .unwrap_or_default()
-            .to_string(),
-        _ => report.detail.clone(),
-    };
-    if report.status == StepStatus::Failed && !report.detail.is_empty() {
-        note = format!("{note} ({})", report.detail);
-    }
-    if report.attempt > 1 {
-        note = format!("[attempt {}] {note}", report.attempt);
-    }
-    emit!(
-        "{:<30} {:<9} {:>14} {:>5} {:>8} ms  {}",
-        report.table.to_string(),
-        report.status.as_str(),
-        rows,
-        version,
-        report.elapsed_ms,
-        note
-    );
 }

@@ -8,6 +8,7 @@
 //!   steps are kinds of the one `training` skeleton, which publishes through `publish` and logs to
 //!   `model_runs`; `fingerprint` decides whether a SQL or training step is up to date.
 //! - `expectations` checks a result before commit, `commit` writes it, `retry` retries attempts.
+//! - `progress` counts a running step's rows and bytes for the command line's progress line.
 //! - `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs`,
 //!   `trigger` starts runs from `strata serve` (on request or on a cron schedule) and
 //!   `lake_lock` keeps it the only run on its lake.
@@ -25,6 +26,7 @@ pub mod fingerprint;
 pub mod ingest_step;
 pub mod lake_lock;
 pub mod model_runs;
+pub mod progress;
 pub mod publish;
 pub mod retry;
 pub mod run;
@@ -42,6 +44,7 @@ use chrono::{DateTime, Utc};
 use crate::catalog::Lake;
 use crate::config::Config;
 use crate::session::SessionOptions;
+use progress::StepProgress;
 
 /// What every step of a run shares.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct StepContext {
     pub full_refresh: bool,
     /// The run's DataFusion settings, memory pool and spill area, shared by every step.
     pub session: SessionOptions,
+    /// This step's progress (each step of a run gets its own).
+    pub progress: Arc<StepProgress>,
 }
 
 /// What happened to a step's table.

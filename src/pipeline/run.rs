@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::dag::Dag;
 use crate::pipeline::lake_lock::LakeLock;
+use crate::pipeline::progress::StepProgress;
 use crate::pipeline::run_log::{self, RunRecord};
 use crate::pipeline::step::Step;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
@@ -48,19 +49,45 @@ impl RunSummary {
     }
 }
 
-/// Runs the pipeline; `on_start` sees the run's session settings (its memory limit) once the run
-/// holds the lake, `on_step` each step's report as soon as it is known.
+/// What the caller of [`run`] hears while the run goes, on the run's own task, in order.
+pub trait RunObserver {
+    /// The run holds the lake and will run `steps` steps under these session settings (its
+    /// memory limit).
+    fn started(&mut self, session: &SessionOptions, steps: usize);
+
+    /// A step's first attempt begins; `progress` follows it, retries included, until it ends.
+    fn step_started(&mut self, table: &TableName, progress: &Arc<StepProgress>) {
+        let _ = (table, progress);
+    }
+
+    /// An attempt failed and the step will be retried (after the report's delay).
+    fn attempt_failed(&mut self, report: &StepReport) {
+        let _ = report;
+    }
+
+    /// A step's outcome, or a step skipped because an upstream step failed, as soon as it is
+    /// known.
+    fn step_finished(&mut self, report: &StepReport);
+}
+
+/// A run nobody watches (tests, embedders that read the summary only).
+impl RunObserver for () {
+    fn started(&mut self, _: &SessionOptions, _: usize) {}
+
+    fn step_finished(&mut self, _: &StepReport) {}
+}
+
+/// Runs the pipeline, telling `observer` how it goes.
 pub async fn run(
     config: Arc<Config>,
     options: &RunOptions,
-    on_start: impl FnOnce(&SessionOptions),
-    on_step: impl FnMut(&StepReport),
+    observer: &mut impl RunObserver,
 ) -> Result<RunSummary> {
     let lake = Arc::new(Lake::from_config(&config.lake)?);
     lake.check_access(true).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let lock = LakeLock::acquire(&lake, &run_id).await?;
-    let summary = run_locked(config, lake, options, run_id, &lock, on_start, on_step).await;
+    let summary = run_locked(config, lake, options, run_id, &lock, observer).await;
     lock.release().await;
     summary
 }
@@ -73,8 +100,7 @@ pub async fn run_locked(
     options: &RunOptions,
     run_id: String,
     _lock: &LakeLock,
-    on_start: impl FnOnce(&SessionOptions),
-    mut on_step: impl FnMut(&StepReport),
+    observer: &mut impl RunObserver,
 ) -> Result<RunSummary> {
     generate_sample_if_empty(&config).await?;
     let dag = Dag::build(&config, &lake).await?;
@@ -93,8 +119,9 @@ pub async fn run_locked(
         started_at: Utc::now(),
         full_refresh: options.full_refresh,
         session: config.session_options()?,
+        progress: Arc::default(),
     };
-    on_start(&ctx.session);
+    observer.started(&ctx.session, selected.len());
     info!(
         run_id = %ctx.run_id,
         steps = selected.len(),
@@ -164,7 +191,7 @@ pub async fn run_locked(
                     detail: format!("upstream {cause} did not complete"),
                     error: None,
                 };
-                on_step(&report);
+                observer.step_finished(&report);
                 log_step(&ctx, &report, &BTreeMap::new()).await;
                 done.insert(step.table.clone(), StepStatus::Skipped);
                 reports.push(report);
@@ -173,7 +200,12 @@ pub async fn run_locked(
             }
             let ready = upstream.iter().all(|r| done.contains_key(*r));
             if ready && running.len() < config.concurrency {
-                let ctx = ctx.clone();
+                let progress = Arc::new(StepProgress::default());
+                observer.step_started(&step.table, &progress);
+                let ctx = StepContext {
+                    progress,
+                    ..ctx.clone()
+                };
                 let step = step.clone();
                 let attempts = attempt_tx.clone();
                 running.spawn(async move {
@@ -191,7 +223,7 @@ pub async fn run_locked(
             tokio::select! {
                 // Attempts are sent before their task ends: drain them first, in order.
                 biased;
-                Some(failed_attempt) = attempt_rx.recv() => on_step(&failed_attempt),
+                Some(failed_attempt) = attempt_rx.recv() => observer.attempt_failed(&failed_attempt),
                 joined = running.join_next() => break joined,
             }
         };
@@ -228,7 +260,7 @@ pub async fn run_locked(
                 }
             }
         };
-        on_step(&report);
+        observer.step_finished(&report);
         log_step(&ctx, &report, &inputs).await;
         done.insert(table, report.status);
         reports.push(report);

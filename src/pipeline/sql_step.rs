@@ -26,6 +26,7 @@ use crate::memory::Spilled;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 use crate::pipeline::expectations;
 use crate::pipeline::fingerprint::{self, Fingerprint};
+use crate::pipeline::progress::StepProgress;
 use crate::pipeline::settings::{Materialization, StepSettings};
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::query::read_only;
@@ -72,11 +73,13 @@ pub async fn run(
     // Stream the result to staged Parquet files (bounded memory), check expectations over them,
     // then commit from them. The staging directory is removed however the step ends.
     let staging = Staging::create(&ctx.lake, &ctx.run_id, table)?;
-    let spilled = write_parquet(frame, &staging.url)
+    ctx.progress.phase("running");
+    let spilled = write_parquet(frame, &staging.url, &ctx.progress)
         .await
         .map_err(sql_error)?;
     let staged_files = staging.has_files();
     // Expectations run under the same memory pool as the step itself.
+    ctx.progress.phase("checking");
     let check_ctx = crate::session::new_session(&ctx.session)?;
     if staged_files {
         check_ctx
@@ -113,6 +116,7 @@ pub async fn run(
         inputs,
         fingerprint: Some(fingerprint.as_str().to_string()),
     };
+    ctx.progress.phase("committing");
     let version = if staged_files {
         let staged = session
             .read_parquet(&staging.url, ParquetReadOptions::default())
@@ -137,13 +141,19 @@ pub async fn run(
     })
 }
 
-/// `frame.write_parquet(url)`, keeping the executed plan to read what its operators spilled.
-async fn write_parquet(frame: DataFrame, url: &str) -> datafusion::error::Result<Spilled> {
+/// `frame.write_parquet(url)`, keeping the executed plan to read what its operators spilled and,
+/// while it runs, how far it has got.
+async fn write_parquet(
+    frame: DataFrame,
+    url: &str,
+    progress: &StepProgress,
+) -> datafusion::error::Result<Spilled> {
     let (state, plan) = frame.into_parts();
     let parquet = format_as_file_type(Arc::new(ParquetFormatFactory::new()));
     let copy = LogicalPlanBuilder::copy_to(plan, url.to_string(), parquet, HashMap::new(), vec![])?
         .build()?;
     let physical = state.create_physical_plan(&copy).await?;
+    progress.watch(Arc::clone(&physical));
     collect(Arc::clone(&physical), state.task_ctx()).await?;
     Ok(Spilled::of(physical.as_ref()))
 }

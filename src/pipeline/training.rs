@@ -145,9 +145,12 @@ pub async fn run<S: TrainingStep>(
     let mut publication = Publication::start(ctx, &outputs).await?;
 
     let started = Instant::now();
+    ctx.progress.phase("reading");
     let data = kind.read(ctx, step, &opened).await?;
     let read_seconds = started.elapsed().as_secs_f64();
     let input_rows = S::input_rows(&data);
+    ctx.progress.read(input_rows, 0);
+    ctx.progress.phase("training");
     info!(step = %step, rows = input_rows, read_seconds, "{} input read", S::NAME);
 
     let spec = kind.spec().clone();
@@ -201,6 +204,7 @@ pub async fn run<S: TrainingStep>(
         fingerprint: Some(fingerprint.as_str().to_string()),
     };
     let write_started = Instant::now();
+    ctx.progress.phase("publishing");
     let batches = kind.tables(&run, &model)?;
     if batches.len() != outputs.len() {
         return Err(Error::Internal(format!(
@@ -213,7 +217,9 @@ pub async fn run<S: TrainingStep>(
     let rows = batches[primary_at].num_rows() as u64;
     let mut version = 0;
     for (at, (table, batch)) in outputs.iter().zip(batches).enumerate() {
+        let batch_rows = batch.num_rows() as u64;
         let committed = publication.overwrite(ctx, table, batch, &meta).await?;
+        ctx.progress.wrote(batch_rows);
         if at == primary_at {
             version = committed;
         }

@@ -56,14 +56,9 @@ impl Runner {
             run_id.clone(),
         );
         tokio::spawn(async move {
-            let started = |session: &crate::session::SessionOptions| {
-                info!(run_id = %id, memory = %session.memory, "run started");
-            };
-            let finished = |step: &run::StepReport| {
-                info!(run_id = %id, step = %step.table, status = step.status.as_str(), "step finished");
-            };
+            let mut log = LoggedRun { run_id: id.clone() };
             let outcome =
-                run::run_locked(config, lake, &options, id.clone(), &lock, started, finished).await;
+                run::run_locked(config, lake, &options, id.clone(), &lock, &mut log).await;
             lock.release().await;
             match outcome {
                 Ok(summary) if summary.failed() == 0 => info!(run_id = %id, "run succeeded"),
@@ -73,6 +68,21 @@ impl Runner {
             *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         });
         Ok(run_id)
+    }
+}
+
+/// A run started from `serve` reports to the log: nobody watches a terminal.
+struct LoggedRun {
+    run_id: String,
+}
+
+impl run::RunObserver for LoggedRun {
+    fn started(&mut self, session: &crate::session::SessionOptions, steps: usize) {
+        info!(run_id = %self.run_id, memory = %session.memory, steps, "run started");
+    }
+
+    fn step_finished(&mut self, step: &run::StepReport) {
+        info!(run_id = %self.run_id, step = %step.table, status = step.status.as_str(), "step finished");
     }
 }
 

@@ -94,6 +94,8 @@ fn launches_are_paged_retried_kept_nested_and_merged_on_id() {
         stderr.contains("429") && stderr.contains("500") && stderr.contains("retry 2 of 4"),
         "{stderr}"
     );
+    // On a pipe there are no live progress lines, only the step lines.
+    assert!(!stderr.contains("steps done"), "{stderr}");
     for table in [
         "silver.launches",
         "gold.launch_success_by_rocket",
@@ -188,6 +190,36 @@ fn launches_are_paged_retried_kept_nested_and_merged_on_id() {
     let (history, _) = example.ok(&["history", "bronze.launches", "--format", "json"]);
     let history: serde_json::Value = serde_json::from_str(&history).unwrap();
     assert_eq!(history[0]["operation"], "MERGE", "{history}");
+}
+
+#[test]
+fn on_a_terminal_a_run_shows_which_step_of_how_many_and_a_live_line_for_a_long_step() {
+    // Two failed requests and slow retries keep bronze.launches running for seconds.
+    let example = example(vec![429, 500]);
+    let command = format!(
+        "{} --config strata.toml run --select bronze.launches",
+        env!("CARGO_BIN_EXE_strata")
+    );
+    // `script` runs the command on a pseudo-terminal and copies what it drew to stdout.
+    let mut script = std::process::Command::new("script");
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("STRATA_")) {
+        script.env_remove(key);
+    }
+    let out = script
+        .current_dir(example.dir.path())
+        .env("SPACEX_API", &example.api)
+        .env("STRATA_SOURCES__LAUNCHES__RETRY_BACKOFF", "700ms")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .output();
+    let out = out.unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("of 1 steps done"), "{screen}");
+    assert!(
+        screen.contains("step 1 of 1 bronze.launches  fetching"),
+        "{screen}"
+    );
+    assert!(screen.contains("committed"), "{screen}");
 }
 
 #[test]

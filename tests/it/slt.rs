@@ -89,14 +89,9 @@ impl LakeDb {
     }
 
     async fn run_pipeline(&self) -> Result<(), SltError> {
-        let summary = run(
-            Arc::clone(&self.config),
-            &RunOptions::default(),
-            |_| {},
-            |_| {},
-        )
-        .await
-        .map_err(err)?;
+        let summary = run(Arc::clone(&self.config), &RunOptions::default(), &mut ())
+            .await
+            .map_err(err)?;
         let errors: Vec<String> = summary
             .steps
             .iter()

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::ingest::location::SourceFile;
 use crate::ingest::{self, ColumnSpec, Format, Location, Reject};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode, quote_literal};
+use crate::pipeline::progress::StepProgress;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 
 /// Rejected lines shown in an error message.
@@ -139,7 +140,9 @@ pub async fn run(
         ingested_at,
         source_name: source_name.to_string(),
         scratch_copies: scratch.is_some(),
+        progress: Arc::clone(&ctx.progress),
     };
+    ctx.progress.phase("ingesting");
     let (parse, first) = tokio::task::spawn_blocking(move || {
         let first = parse.open(&changed[0]);
         (parse, first.map(|reader| (reader, changed)))
@@ -154,20 +157,27 @@ pub async fn run(
     let (rows, received) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
     let schema = Arc::clone(&bronze_schema);
     let parser = tokio::task::spawn_blocking(move || parse.all(changed, first, &schema, &rows));
-    let batches = futures::stream::unfold(Some(received), |received| async move {
-        let mut received = received?;
-        match received.recv().await {
-            Some(Ok(Some(batch))) => Some((Ok(batch), Some(received))),
-            Some(Ok(None)) => None,
-            Some(Err(e)) => Some((Err(e), None)),
-            // A parser that stops without saying the files ended (it panicked) must not let the
-            // writer commit the rows it sent so far.
-            None => Some((
-                Err(DataFusionError::Execution(
-                    "the parser stopped before the last file ended".into(),
+    let progress = Arc::clone(&ctx.progress);
+    let batches = futures::stream::unfold(Some(received), move |received| {
+        let progress = Arc::clone(&progress);
+        async move {
+            let mut received = received?;
+            match received.recv().await {
+                Some(Ok(Some(batch))) => {
+                    progress.wrote(batch.num_rows() as u64);
+                    Some((Ok(batch), Some(received)))
+                }
+                Some(Ok(None)) => None,
+                Some(Err(e)) => Some((Err(e), None)),
+                // A parser that stops without saying the files ended (it panicked) must not let the
+                // writer commit the rows it sent so far.
+                None => Some((
+                    Err(DataFusionError::Execution(
+                        "the parser stopped before the last file ended".into(),
+                    )),
+                    None,
                 )),
-                None,
-            )),
+            }
         }
     });
     let stream = Box::pin(RecordBatchStreamAdapter::new(bronze_schema, batches));
@@ -189,6 +199,7 @@ pub async fn run(
     };
     let rejected: u64 = parsed.iter().map(|p| p.rejects.len() as u64).sum();
 
+    ctx.progress.phase("committing");
     let rejects_batch = rejects_batch(&parsed, ingested_at)?;
     commit::commit(
         &ctx.lake,
@@ -257,6 +268,8 @@ struct Parse {
     source_name: String,
     /// The files are local copies of objects: errors name the object, not the copy.
     scratch_copies: bool,
+    /// Rows as they are parsed, each file's bytes once it is in.
+    progress: Arc<StepProgress>,
 }
 
 /// How the parser ended.
@@ -334,10 +347,12 @@ impl Parse {
                     Ok(batch) => batch,
                     Err(message) => return fail(message),
                 };
+                self.progress.read(batch.num_rows() as u64, 0);
                 if rows.blocking_send(Ok(Some(batch))).is_err() {
                     return ParseEnd::Stopped;
                 }
             }
+            self.progress.read(0, file.size);
             parsed.push(ParsedFile {
                 rows: reader.rows_read(),
                 lines: reader.lines_read(),

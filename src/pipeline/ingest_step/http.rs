@@ -33,6 +33,7 @@ pub async fn run(ctx: &StepContext, table: &TableName, spec: &HttpSource) -> Res
     };
     let step = table.to_string();
     let on_retry = move |notice: &str| warn!(step = %step, "{notice}");
+    ctx.progress.phase("fetching");
     let pages = http::fetch_all(spec, &on_retry)
         .await
         .map_err(|source| Error::Fetch {
@@ -40,6 +41,7 @@ pub async fn run(ctx: &StepContext, table: &TableName, spec: &HttpSource) -> Res
             source,
         })?;
     let fetched: usize = pages.iter().map(|p| p.records.len()).sum();
+    ctx.progress.read(fetched as u64, 0);
 
     let (records, rejects) = keyed_records(&pages, key);
     let refresh_all = ctx.full_refresh || !ctx.lake.exists(table).await?;
@@ -138,6 +140,7 @@ pub async fn run(ctx: &StepContext, table: &TableName, spec: &HttpSource) -> Res
         }
     };
     let written = changed.len();
+    ctx.progress.phase("committing");
     let version =
         commit::commit(&ctx.lake, table, batch.schema(), vec![batch], mode, &meta).await?;
     let rows = row_count(&ctx.lake.open(table).await?).unwrap_or(written as u64);
