@@ -38,11 +38,13 @@
 //!   composes the sections other modules own (sources, run options) with its own (`[serve]` in
 //!   `config::serve`).
 //! - [`pipeline`]: the step DAG and its step kinds (ingest, SQL, ALS, classifier), expectations,
-//!   commits, publishing training outputs all or none, retries, the run scheduler, the run log and
-//!   the lake lock, and runs started from `serve` (on request or on a cron schedule).
+//!   commits, publishing training outputs all or none, retries, the run scheduler (telling a
+//!   `RunObserver` how each step goes, with its live `StepProgress`), the run log and the lake lock,
+//!   and runs started from `serve` (on request or on a cron schedule).
 //! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations,
 //!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI).
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line, and what `strata run` shows while it runs (live progress lines on a
+//!   terminal).
 //!
 //! Every table is a plain Delta table, so Spark, DuckDB, pandas and polars read the lake directly.
 //! `ARCHITECTURE.md` follows a run and a request through these modules.

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (clap derive) and one function per command.
 //!
-//! Command output goes to stdout, logs and errors to stderr. Exit codes are decided in [`main`] from
+//! Command output goes to stdout, logs and errors to stderr; `run_output` is what `strata run` shows
+//! while it runs. Exit codes are decided in [`main`] from
 //! [`crate::Error::exit_code`]: 0 ok, 1 a step/ingest/expectation failed, 2 usage or config error.
 
 use std::path::{Path, PathBuf};

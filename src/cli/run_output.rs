@@ -117,7 +117,10 @@ impl RunObserver for RunOutput {
                 tokio::time::sleep(TICK).await;
             }
         });
-        if let Some(previous) = live.running.insert(table.clone(), StepLine { ticker, shown }) {
+        if let Some(previous) = live
+            .running
+            .insert(table.clone(), StepLine { ticker, shown })
+        {
             previous.end();
         }
     }

@@ -141,8 +141,10 @@ pub async fn run(ctx: &StepContext, table: &TableName, spec: &HttpSource) -> Res
     };
     let written = changed.len();
     ctx.progress.phase("committing");
+    // The MERGE joins the table with the new records: inside the run's memory limit, spilling.
+    let session = ctx.lake.session(&ctx.session)?;
     let version =
-        commit::commit(&ctx.lake, table, batch.schema(), vec![batch], mode, &meta).await?;
+        commit::commit_frame(&ctx.lake, table, session.read_batch(batch)?, mode, &meta).await?;
     let rows = row_count(&ctx.lake.open(table).await?).unwrap_or(written as u64);
     let rejected = if rejects.is_empty() {
         String::new()
