@@ -263,20 +263,10 @@ pub fn recommend_for_eval(
     pool: &rayon::ThreadPool,
 ) -> Vec<Vec<u32>> {
     let users: Vec<u32> = rel.iter().filter_map(|r| r.user).collect();
-    let lists: Vec<(u32, Vec<u32>)> = pool.install(|| {
-        users
-            .par_iter()
-            .map(|&u| {
-                (
-                    u,
-                    model.recommend(u, k).into_iter().map(|(i, _)| i).collect(),
-                )
-            })
-            .collect()
-    });
+    let lists = model.recommend_users(&users, k, pool);
     let mut recs = vec![Vec::new(); model.data().n_users()];
-    for (u, list) in lists {
-        recs[u as usize] = list;
+    for (u, list) in users.into_iter().zip(lists) {
+        recs[u as usize] = list.into_iter().map(|(i, _)| i).collect();
     }
     recs
 }

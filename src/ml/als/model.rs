@@ -5,8 +5,8 @@
 //! [`AlsModel::fit`] for explicit ALS-WR (optionally with biases) and implicit
 //! ALS (Hu, Koren & Volinsky 2008, conjugate gradient as in the `implicit`
 //! library), and top-k recommendation / similar items. It does not own file
-//! formats (`bench.rs`), splitting or metrics (`eval.rs`), or the dense
-//! kernels (`solve.rs`).
+//! formats (`bench.rs`), splitting or metrics (`eval.rs`), the dense
+//! kernels (`solve.rs`) or how top-k lists are scored (`topk.rs`).
 //!
 //! Invariants:
 //! - Dense ids are assigned in ascending raw-id order, so they (and the seeded
@@ -20,8 +20,6 @@
 //! - The training hot loop allocates nothing: scratch space is allocated per
 //!   chunk before the first iteration.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -30,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::AlsError;
 use super::ratings::{DenseRatings, IdMap, Rating, RatingsBuilder};
 use super::solve::{self, CgScratch};
+use super::topk;
 
 /// Rows per parallel task. Fixed (not derived from the thread count) so that
 /// the partition, and hence every floating-point result, is the same on any
@@ -724,46 +723,57 @@ impl AlsModel {
     }
 
     /// Top-`k` items for dense user `u` by predicted score (descending, ties
-    /// by smaller dense id), excluding the user's training items. Scores one
-    /// row at a time: no users x items matrix.
+    /// by smaller dense id), excluding the user's training items.
     pub fn recommend(&self, u: u32, k: usize) -> Vec<(u32, f32)> {
-        self.recommend_with(u, k, &mut RecScratch::default())
+        let mut lists = topk::top_k_block(&self.user_scoring(), &[self.user_query(u)], k);
+        lists.pop().unwrap_or_default()
     }
 
-    fn recommend_with(&self, u: u32, k: usize, scratch: &mut RecScratch) -> Vec<(u32, f32)> {
-        let RecScratch { heap, scores } = scratch;
-        // One user's row of scores (n_items floats, reused): a matrix-vector
-        // product with four items per pass, then a bounded-heap selection.
-        scores.resize(self.data.n_items(), 0.0);
-        solve::matvec_rect(&self.item_factors, self.user_vector(u), scores);
-        let base = self.global_mean + self.user_bias[u as usize];
-        let (seen, _) = self.data.user_row(u);
-        let mut top = TopK::new(k, heap);
-        let mut s = 0usize;
-        for (i, (&score, &bias)) in scores.iter().zip(&self.item_bias).enumerate() {
-            // `seen` is sorted: walk it alongside the item index.
-            while s < seen.len() && (seen[s] as usize) < i {
-                s += 1;
-            }
-            if s < seen.len() && seen[s] as usize == i {
-                continue;
-            }
-            top.offer(i as u32, base + bias + score);
-        }
-        top.into_sorted()
+    /// [`Self::recommend`] for the dense users `users`, in parallel inside `pool`; entry `n` is
+    /// `users[n]`'s list. Scored in blocks of users against blocks of items ([`topk`]).
+    pub fn recommend_users(
+        &self,
+        users: &[u32],
+        k: usize,
+        pool: &rayon::ThreadPool,
+    ) -> Vec<Vec<(u32, f32)>> {
+        let scoring = self.user_scoring();
+        topk::top_k(
+            &scoring,
+            users.len(),
+            |n| self.user_query(users[n]),
+            k,
+            pool,
+        )
     }
 
     /// [`Self::recommend`] for every dense user, in parallel inside `pool`;
     /// entry `u` is user `u`'s list.
     pub fn recommend_all(&self, k: usize, pool: &rayon::ThreadPool) -> Vec<Vec<(u32, f32)>> {
-        pool.install(|| {
-            (0..self.data.n_users() as u32)
-                .into_par_iter()
-                .map_init(RecScratch::default, |scratch, u| {
-                    self.recommend_with(u, k, scratch)
-                })
-                .collect()
-        })
+        let scoring = self.user_scoring();
+        let n_users = self.data.n_users();
+        topk::top_k(&scoring, n_users, |u| self.user_query(u as u32), k, pool)
+    }
+
+    /// Items scored for users: factors plus item biases (explicit with biases only).
+    fn user_scoring(&self) -> topk::Scoring<'_> {
+        topk::Scoring {
+            items: &self.item_factors,
+            factors: self.params.factors,
+            item_bias: self
+                .item_bias
+                .iter()
+                .any(|&b| b != 0.0)
+                .then_some(&self.item_bias[..]),
+        }
+    }
+
+    fn user_query(&self, u: u32) -> topk::Query<'_> {
+        topk::Query {
+            vector: self.user_vector(u),
+            base: self.global_mean + self.user_bias[u as usize],
+            skip: self.data.user_row(u).0,
+        }
     }
 
     /// Raw-id convenience: top-`k` (raw item id, score) for a raw user id;
@@ -778,64 +788,56 @@ impl AlsModel {
         )
     }
 
-    /// Euclidean norm of every item vector (for cosine similarity).
-    pub fn item_norms(&self) -> Vec<f32> {
-        self.item_factors
-            .chunks_exact(self.params.factors)
-            .map(|y| solve::dot(y, y).sqrt())
-            .collect()
+    /// Every item vector scaled to unit length (a zero vector stays zero), so that dot products
+    /// of these rows are cosine similarities.
+    fn unit_item_vectors(&self) -> Vec<f32> {
+        let mut unit = self.item_factors.clone();
+        for y in unit.chunks_exact_mut(self.params.factors) {
+            let norm = solve::dot(y, y).sqrt();
+            if norm > 0.0 {
+                y.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        unit
     }
 
     /// Top-`k` items by cosine similarity of factors to dense item `i`,
     /// excluding `i` itself. Items with a zero vector score 0.
     pub fn similar_items(&self, i: u32, k: usize) -> Vec<(u32, f32)> {
-        let norms = self.item_norms();
-        let mut heap = BinaryHeap::with_capacity(k + 1);
-        self.similar_with(i, k, &norms, &mut heap)
-    }
-
-    fn similar_with(
-        &self,
-        i: u32,
-        k: usize,
-        norms: &[f32],
-        heap: &mut BinaryHeap<Reverse<Cand>>,
-    ) -> Vec<(u32, f32)> {
-        let q = self.item_vector(i);
-        let qn = norms[i as usize];
-        let mut top = TopK::new(k, heap);
-        for (j, (y, &n)) in self
-            .item_factors
-            .chunks_exact(self.params.factors)
-            .zip(norms)
-            .enumerate()
-        {
-            if j == i as usize {
-                continue;
-            }
-            let denom = qn * n;
-            let cos = if denom > 0.0 {
-                solve::dot(q, y) / denom
-            } else {
-                0.0
-            };
-            top.offer(j as u32, cos);
-        }
-        top.into_sorted()
+        let unit = self.unit_item_vectors();
+        let f = self.params.factors;
+        let scoring = topk::Scoring {
+            items: &unit,
+            factors: f,
+            item_bias: None,
+        };
+        let query = topk::Query {
+            vector: &unit[i as usize * f..(i as usize + 1) * f],
+            base: 0.0,
+            skip: &[i],
+        };
+        topk::top_k_block(&scoring, &[query], k)
+            .pop()
+            .unwrap_or_default()
     }
 
     /// [`Self::similar_items`] for every item, in parallel inside `pool`.
     pub fn similar_items_all(&self, k: usize, pool: &rayon::ThreadPool) -> Vec<Vec<(u32, f32)>> {
-        let norms = self.item_norms();
-        pool.install(|| {
-            (0..self.data.n_items() as u32)
-                .into_par_iter()
-                .map_init(
-                    || BinaryHeap::with_capacity(k + 1),
-                    |heap, i| self.similar_with(i, k, &norms, heap),
-                )
-                .collect()
-        })
+        let unit = self.unit_item_vectors();
+        let f = self.params.factors;
+        let scoring = topk::Scoring {
+            items: &unit,
+            factors: f,
+            item_bias: None,
+        };
+        // Each item skips itself: a slice of one out of the list of every index.
+        let all: Vec<u32> = (0..self.data.n_items() as u32).collect();
+        let query = |i: usize| topk::Query {
+            vector: &unit[i * f..(i + 1) * f],
+            base: 0.0,
+            skip: &all[i..i + 1],
+        };
+        topk::top_k(&scoring, all.len(), query, k, pool)
     }
 }
 
@@ -1088,76 +1090,6 @@ fn sparse_update(
     for (&c, &r) in ct.iter().zip(vt) {
         let yj = y(c);
         solve::axpy(coef(r, solve::dot(yj, v)), yj, out);
-    }
-}
-
-/// A candidate in a top-k heap: ordered by score, then by *smaller* index,
-/// so "greater" means "ranks first" and ties are deterministic.
-#[derive(Debug, Clone, Copy)]
-struct Cand {
-    score: f32,
-    index: u32,
-}
-
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.score
-            .total_cmp(&o.score)
-            .then_with(|| o.index.cmp(&self.index))
-    }
-}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl PartialEq for Cand {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Cand {}
-
-/// Reusable buffers of one recommendation worker.
-#[derive(Default)]
-struct RecScratch {
-    heap: BinaryHeap<Reverse<Cand>>,
-    scores: Vec<f32>,
-}
-
-/// Bounded min-heap keeping the best `k` candidates: O(n log k), no
-/// allocation beyond the reused heap.
-struct TopK<'a> {
-    k: usize,
-    heap: &'a mut BinaryHeap<Reverse<Cand>>,
-}
-
-impl<'a> TopK<'a> {
-    fn new(k: usize, heap: &'a mut BinaryHeap<Reverse<Cand>>) -> Self {
-        heap.clear();
-        Self { k, heap }
-    }
-
-    #[inline]
-    fn offer(&mut self, index: u32, score: f32) {
-        if self.k == 0 || score.is_nan() {
-            return;
-        }
-        let c = Cand { score, index };
-        if self.heap.len() < self.k {
-            self.heap.push(Reverse(c));
-        } else if let Some(mut worst) = self.heap.peek_mut()
-            && c > worst.0
-        {
-            *worst = Reverse(c);
-        }
-    }
-
-    /// Best first.
-    fn into_sorted(self) -> Vec<(u32, f32)> {
-        let mut v: Vec<Cand> = self.heap.drain().map(|r| r.0).collect();
-        v.sort_unstable_by(|a, b| b.cmp(a));
-        v.into_iter().map(|c| (c.index, c.score)).collect()
     }
 }
 
