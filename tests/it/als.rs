@@ -129,6 +129,11 @@ fn als_step_publishes_every_gold_table_and_logs_the_run() {
         let value = run[metric].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&value), "{metric} = {value}");
     }
+    // Fewer users than `eval.max_users`: every one is evaluated; the NDCG's 95% half-width is
+    // stated beside it.
+    assert_eq!(run["eval_users"], run["eval_users_total"]);
+    let ci = run["ndcg_at_10_ci95"].as_f64().unwrap();
+    assert!(ci > 0.0 && ci < 0.5, "ndcg_at_10_ci95 = {ci}");
     let params: Value = serde_json::from_str(run["params"].as_str().unwrap()).unwrap();
     assert_eq!(params["factors"], 64);
 

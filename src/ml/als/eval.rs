@@ -13,7 +13,10 @@
 //!   IDCG over min(|rel(u)|, k) positions;
 //! - MAP@k (not in `common_split.py`, which has no MAP): AP@k = Σ over hit
 //!   positions of precision@pos, divided by min(|rel(u)|, k);
-//! - each metric is a plain mean over evaluated users;
+//! - each metric is a plain mean over evaluated users; when there are more than a chosen number
+//!   of them, over a seeded sample of that many ([`sample_users`]: each user kept or not by a
+//!   hash of their raw id, so the sample does not depend on row order), with the 95% confidence
+//!   half-width of the NDCG mean reported beside it;
 //! - recommendation lists exclude the user's training items (models and the
 //!   popularity baseline alike).
 //!
@@ -167,10 +170,16 @@ pub struct RankingMetrics {
     pub recall: f64,
     pub ndcg: f64,
     pub map: f64,
-    /// Users with at least one relevant test item.
+    /// Users the means are over: those with at least one relevant test item (or a sample of
+    /// them, see [`sample_users`]).
     pub eval_users: usize,
     /// Of those, users absent from training (they score 0).
     pub eval_users_not_in_train: usize,
+    /// Half-width of the 95% confidence interval of `ndcg` as an estimate of the mean over every
+    /// user it could have sampled: 1.96 standard errors (sample standard deviation of the users'
+    /// NDCG over √n, normal approximation); NaN below two users. Also meaningful unsampled: the
+    /// spread a different holdout of users of the same kind would show.
+    pub ndcg_ci95: f64,
 }
 
 /// Metrics of one ranked list against a relevant set: (hits, dcg, ap·min(|rel|,k)).
@@ -190,6 +199,7 @@ fn score_list(list: &[u32], rel: &[u32], k: usize) -> (usize, f64, f64) {
 /// first). A user with no entry in `recs` scores 0.
 pub fn ranking_metrics(rel: &[RelevantUser], recs: &[Vec<u32>], k: usize) -> RankingMetrics {
     let (mut p, mut r, mut n, mut m) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut n_squares = 0.0f64;
     let mut not_in_train = 0;
     for ru in rel {
         let Some(list) = ru.user.and_then(|u| recs.get(u as usize)) else {
@@ -202,6 +212,7 @@ pub fn ranking_metrics(rel: &[RelevantUser], recs: &[Vec<u32>], k: usize) -> Ran
         p += hits as f64 / k as f64;
         r += hits as f64 / ru.total as f64;
         n += dcg / idcg;
+        n_squares += (dcg / idcg) * (dcg / idcg);
         m += ap / ideal as f64;
     }
     let users = rel.len();
@@ -212,6 +223,13 @@ pub fn ranking_metrics(rel: &[RelevantUser], recs: &[Vec<u32>], k: usize) -> Ran
             s / users as f64
         }
     };
+    let ndcg_ci95 = if users < 2 {
+        f64::NAN
+    } else {
+        let (count, mean_ndcg) = (users as f64, n / users as f64);
+        let variance = ((n_squares - count * mean_ndcg * mean_ndcg) / (count - 1.0)).max(0.0);
+        1.96 * (variance / count).sqrt()
+    };
     RankingMetrics {
         k,
         precision: mean(p),
@@ -220,7 +238,26 @@ pub fn ranking_metrics(rel: &[RelevantUser], recs: &[Vec<u32>], k: usize) -> Ran
         map: mean(m),
         eval_users: users,
         eval_users_not_in_train: not_in_train,
+        ndcg_ci95,
     }
+}
+
+/// At most `max_users` of `rel` (0: all): the users with the smallest seeded hash of their raw
+/// id, so the same users are drawn whatever order the test rows came in and whichever model is
+/// evaluated. Keeps `rel`'s order (by raw user id).
+pub fn sample_users(rel: Vec<RelevantUser>, max_users: usize, seed: u64) -> Vec<RelevantUser> {
+    if max_users == 0 || rel.len() <= max_users {
+        return rel;
+    }
+    let draw = |raw_user: i64| {
+        SplitMix64::new(seed ^ (raw_user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
+    };
+    let mut draws: Vec<(u64, i64)> = rel.iter().map(|r| (draw(r.raw_user), r.raw_user)).collect();
+    draws.select_nth_unstable(max_users - 1);
+    let cut = draws[max_users - 1];
+    rel.into_iter()
+        .filter(|r| (draw(r.raw_user), r.raw_user) <= cut)
+        .collect()
 }
 
 /// Dense items ordered by training count, most popular first, ties by
@@ -278,21 +315,29 @@ pub struct Evaluation {
     pub rmse: RmseReport,
     pub model: RankingMetrics,
     pub popular: RankingMetrics,
+    /// Users with at least one relevant test item, before sampling.
+    pub users_with_relevant_items: usize,
 }
 
-/// Evaluates `model` on `test` with the definitions of the module docs.
+/// Evaluates `model` on `test` with the definitions of the module docs: RMSE over every test
+/// pair, ranking metrics over at most `max_users` users drawn with `seed` (0: every user).
 pub fn evaluate(
     model: &AlsModel,
     test: &[Rating],
     threshold: f32,
+    max_users: usize,
+    seed: u64,
     pool: &rayon::ThreadPool,
 ) -> Evaluation {
     let rel = relevant_sets(model.data(), test, threshold);
+    let users_with_relevant_items = rel.len();
+    let rel = sample_users(rel, max_users, seed);
     let recs = recommend_for_eval(model, &rel, 10, pool);
     Evaluation {
         rmse: rmse(model, test),
         model: ranking_metrics(&rel, &recs, 10),
         popular: ranking_metrics(&rel, &recommend_popular_all(model.data(), 10, pool), 10),
+        users_with_relevant_items,
     }
 }
 
@@ -360,6 +405,41 @@ mod tests {
         assert!((m.ndcg - ndcg).abs() < 1e-12);
         assert!((m.map - map).abs() < 1e-12);
         assert_eq!((m.eval_users, m.eval_users_not_in_train), (3, 1));
+        // 95% half-width: 1.96 x sample standard deviation of the three users' NDCG / sqrt(3).
+        let per_user = [l3 / (1.0 + l3), 1.0, 0.0];
+        let var = per_user.iter().map(|v| (v - ndcg).powi(2)).sum::<f64>() / 2.0;
+        assert!(
+            (m.ndcg_ci95 - 1.96 * (var / 3.0).sqrt()).abs() < 1e-12,
+            "{m:?}"
+        );
+        assert!(ranking_metrics(&rel[..1], &recs, 2).ndcg_ci95.is_nan());
+    }
+
+    #[test]
+    fn a_user_sample_has_the_asked_size_and_depends_on_the_seed_not_the_row_order() {
+        let rel = |order: &mut dyn Iterator<Item = i64>| -> Vec<RelevantUser> {
+            let mut v: Vec<RelevantUser> = order
+                .map(|raw_user| RelevantUser {
+                    raw_user,
+                    user: None,
+                    items: vec![],
+                    total: 1,
+                })
+                .collect();
+            v.sort_unstable_by_key(|r| r.raw_user);
+            v
+        };
+        let ids = |v: &[RelevantUser]| v.iter().map(|r| r.raw_user).collect::<Vec<_>>();
+        let a = sample_users(rel(&mut (0..1000)), 100, 7);
+        assert_eq!(a.len(), 100);
+        assert!(a.windows(2).all(|w| w[0].raw_user < w[1].raw_user));
+        // Spread over the id range, not the first hundred ids.
+        assert!(a.iter().any(|r| r.raw_user >= 500), "{:?}", ids(&a));
+        let b = sample_users(rel(&mut (0..1000).rev()), 100, 7);
+        assert_eq!(ids(&a), ids(&b));
+        assert_ne!(ids(&a), ids(&sample_users(rel(&mut (0..1000)), 100, 8)));
+        assert_eq!(sample_users(rel(&mut (0..1000)), 0, 7).len(), 1000);
+        assert_eq!(sample_users(rel(&mut (0..50)), 100, 7).len(), 50);
     }
 
     #[test]

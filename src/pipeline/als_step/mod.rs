@@ -222,7 +222,18 @@ fn describe(trained: &Trained) -> String {
         text.push_str(&format!(", RMSE {rmse:.4}"));
     }
     if let (Some(ndcg), Some(pop)) = (e.ndcg_at_10, e.popular_ndcg_at_10) {
-        text.push_str(&format!(", NDCG@10 {ndcg:.4} (most-popular {pop:.4})"));
+        text.push_str(&format!(", NDCG@10 {ndcg:.4}"));
+        if let Some(ci) = e.ndcg_at_10_ci95 {
+            text.push_str(&format!(" ± {ci:.4}"));
+        }
+        text.push_str(&format!(" (most-popular {pop:.4}"));
+        if e.eval_users < e.eval_users_total {
+            text.push_str(&format!(
+                "; {} of {} users sampled",
+                e.eval_users, e.eval_users_total
+            ));
+        }
+        text.push(')');
     }
     text
 }
@@ -317,6 +328,7 @@ fn train(
     let params = spec.params();
     let pool = thread_pool((spec.threads > 0).then_some(spec.threads))?;
     let threshold = spec.eval.relevance_threshold;
+    let (max_users, eval_seed) = (spec.eval.max_users, spec.eval.seed);
 
     let started = Instant::now();
     let mut eval = EvalMetrics {
@@ -328,7 +340,7 @@ fn train(
     if let Some(test) = test {
         // Test table: the published model trains on the whole input, so it is the evaluated one.
         let model = AlsModel::fit(Interactions::from_dense(&data, None), &params, &pool)?;
-        let measured = eval::evaluate(&model, &test, threshold, &pool);
+        let measured = eval::evaluate(&model, &test, threshold, max_users, eval_seed, &pool);
         eval = metrics(
             format!("table {}", spec.eval.test_table.as_deref().unwrap_or("")),
             data.len(),
@@ -343,7 +355,7 @@ fn train(
         let train = Interactions::from_dense(&data, Some(&train));
         let train_rows = train.nnz();
         let model = AlsModel::fit(train, &params, &pool)?;
-        let measured = eval::evaluate(&model, &test, threshold, &pool);
+        let measured = eval::evaluate(&model, &test, threshold, max_users, eval_seed, &pool);
         eval = metrics(
             format!("holdout {fraction} seed {seed}"),
             train_rows,
@@ -412,5 +424,7 @@ fn metrics(
         popular_ndcg_at_10: defined(m.popular.ndcg),
         popular_map_at_10: defined(m.popular.map),
         eval_users: m.model.eval_users as u64,
+        eval_users_total: m.users_with_relevant_items as u64,
+        ndcg_at_10_ci95: defined(m.model.ndcg_ci95),
     }
 }

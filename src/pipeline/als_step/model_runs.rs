@@ -40,8 +40,13 @@ pub struct EvalMetrics {
     pub popular_recall_at_10: Option<f64>,
     pub popular_ndcg_at_10: Option<f64>,
     pub popular_map_at_10: Option<f64>,
-    /// Users with at least one relevant test item.
+    /// Users the ranking metrics average over: those with at least one relevant test item, or a
+    /// seeded sample of them (`eval.max_users`).
     pub eval_users: u64,
+    /// Users with at least one relevant test item, before sampling.
+    pub eval_users_total: u64,
+    /// Half-width of the 95% confidence interval of `ndcg_at_10` (1.96 standard errors).
+    pub ndcg_at_10_ci95: Option<f64>,
 }
 
 /// The run as a one-row batch of `system.model_runs`: the shared columns, the hyper-parameters,
@@ -81,6 +86,8 @@ pub fn row(run: &TrainingRun, spec: &AlsSpec, trained: &Trained) -> Result<Recor
         .float("recall_at_10", e.recall_at_10)
         .float("ndcg_at_10", e.ndcg_at_10)
         .float("map_at_10", e.map_at_10)
+        .int("eval_users_total", e.eval_users_total)
+        .float("ndcg_at_10_ci95", e.ndcg_at_10_ci95)
         .float("popular_precision_at_10", e.popular_precision_at_10)
         .float("popular_recall_at_10", e.popular_recall_at_10)
         .float("popular_ndcg_at_10", e.popular_ndcg_at_10)

@@ -126,6 +126,10 @@ pub struct EvalSpec {
     pub refit: bool,
     /// Test ratings at or above this are relevant for the ranking metrics.
     pub relevance_threshold: f32,
+    /// The ranking metrics average over at most this many users with relevant test items, a
+    /// sample drawn by a seeded hash of the user id (0: every user). RMSE always uses every test
+    /// pair. `system.model_runs.ndcg_at_10_ci95` says how precise the sampled NDCG is.
+    pub max_users: usize,
 }
 
 impl Default for EvalSpec {
@@ -136,6 +140,7 @@ impl Default for EvalSpec {
             test_table: None,
             refit: true,
             relevance_threshold: 4.0,
+            max_users: 20_000,
         }
     }
 }
