@@ -1061,8 +1061,8 @@ fn implicit_half_step(
 }
 
 /// `out += Σ_j coef(r_j, y_j·v) y_j` over one CSR row, four items at a time
-/// so each load of `v` and each load/store of `out` serves four items (the
-/// implicit solver's hot loop; ~1.4x over one-at-a-time on SSE2).
+/// so each load/store of `out` serves four items (the implicit solver's hot
+/// loop; ~1.4x over one-at-a-time on SSE2).
 #[inline]
 fn sparse_update(
     cols: &[u32],
