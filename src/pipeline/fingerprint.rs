@@ -118,6 +118,10 @@ mod tests {
     fn training_fingerprints_are_the_values_earlier_versions_wrote() {
         let als = Fingerprint::of("als", &AlsSpec::default()).unwrap();
         assert_eq!(als.as_str(), ALS_DEFAULT);
+        // A key added later counts only away from its default.
+        let mut every_user = AlsSpec::default();
+        every_user.eval.max_users = 0;
+        assert_ne!(Fingerprint::of("als", &every_user).unwrap(), als);
         let classifier = ClassifierSpec {
             input: "silver.penguins".into(),
             label: "species".into(),

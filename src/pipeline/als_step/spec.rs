@@ -129,7 +129,17 @@ pub struct EvalSpec {
     /// The ranking metrics average over at most this many users with relevant test items, a
     /// sample drawn by a seeded hash of the user id (0: every user). RMSE always uses every test
     /// pair. `system.model_runs.ndcg_at_10_ci95` says how precise the sampled NDCG is.
+    /// Left out of the serialised settings at its default, so the fingerprint of a step written
+    /// before this key existed is unchanged and upgrading does not retrain (the model does not
+    /// depend on it); any other value is part of the fingerprint.
+    #[serde(skip_serializing_if = "is_default_max_users")]
     pub max_users: usize,
+}
+
+const DEFAULT_EVAL_MAX_USERS: usize = 20_000;
+
+fn is_default_max_users(max_users: &usize) -> bool {
+    *max_users == DEFAULT_EVAL_MAX_USERS
 }
 
 impl Default for EvalSpec {
@@ -140,7 +150,7 @@ impl Default for EvalSpec {
             test_table: None,
             refit: true,
             relevance_threshold: 4.0,
-            max_users: 20_000,
+            max_users: DEFAULT_EVAL_MAX_USERS,
         }
     }
 }
