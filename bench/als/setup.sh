@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates (or brings up to date) the Python venv with the `implicit` peer of the ALS benchmark.
+# Idempotent: a second run only checks. Usage: bench/als/setup.sh (venv at $VENV, default
+# $HOME/.cache/strata-bench-als-venv).
+set -euo pipefail
+
+venv="${VENV:-$HOME/.cache/strata-bench-als-venv}"
+
+# Exact versions, so a rerun measures the same peer (implicit 0.7.3 is the one issue 21 quotes).
+pkgs=(
+  "implicit==0.7.3"
+  "numpy==2.4.6"
+  "scipy==1.17.1"
+)
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.strata-bench-reqs"
+want=$(printf '%s\n' "${pkgs[@]}")
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pkgs[@]}"
+  printf '%s' "$want" > "$stamp"
+fi
+"$venv/bin/python" -c 'import implicit, numpy, scipy
+print("venv ok: implicit", implicit.__version__, "| numpy", numpy.__version__, "| scipy", scipy.__version__)'
