@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AlsError;
 use super::ratings::{DenseRatings, IdMap, Rating, RatingsBuilder};
-use super::solve::{self, CgScratch};
+use super::solve::{self, CgScratch, Kernels};
 use super::topk;
 
 /// Rows per parallel task. Fixed (not derived from the thread count) so that
@@ -1028,43 +1028,96 @@ fn implicit_half_step(
     scratch: &mut [CgScratch],
 ) {
     assert!(scratch.len() >= rows.rows().div_ceil(ROW_CHUNK));
-    let apply_dense = |v: &[f32], out: &mut [f32]| {
-        solve::matvec(gram, v, out);
-        solve::axpy(reg, v, out);
-    };
+    // Once per half step, not per chunk: which SIMD registers this CPU has.
+    let arch = pulp::Arch::new();
     own.par_chunks_mut(ROW_CHUNK * f)
         .zip(scratch.par_iter_mut())
         .enumerate()
-        .for_each(|(c, (xs, s))| {
-            for (k, x) in xs.chunks_exact_mut(f).enumerate() {
-                let (cols, vals) = rows.row(c * ROW_CHUNK + k);
-                if cols.is_empty() {
-                    x.fill(0.0);
-                    continue;
-                }
-                // r = b − A x = −(YᵀY + λI) x + Σ (c − (c−1) y·x) y.
-                apply_dense(x, &mut s.r);
-                for v in s.r.iter_mut() {
-                    *v = -*v;
-                }
-                sparse_update(cols, vals, other, f, x, &mut s.r, |r, d| {
-                    let cm1 = alpha * r;
-                    1.0 + cm1 - cm1 * d
-                });
-                solve::conjugate_gradient(x, s, cg_steps, |p, ap| {
-                    apply_dense(p, ap);
-                    // Σ (c−1)(y·p) y: the sparse part of YᵀCY.
-                    sparse_update(cols, vals, other, f, p, ap, |r, d| alpha * r * d);
-                });
-            }
+        .for_each(|(c, (xs, scratch))| {
+            arch.dispatch(ImplicitChunk {
+                rows,
+                first_row: c * ROW_CHUNK,
+                other,
+                gram,
+                xs,
+                scratch,
+                f,
+                reg,
+                alpha,
+                cg_steps,
+            })
         });
+}
+
+/// One chunk of rows of an implicit half step: each row's conjugate-gradient solve, compiled
+/// once per instruction set `pulp` can dispatch to (`with_simd` and everything it calls are
+/// inlined into the dispatched function, so the whole solve uses AVX2/FMA where the CPU has it).
+struct ImplicitChunk<'a> {
+    rows: &'a Csr,
+    first_row: usize,
+    other: &'a [f32],
+    gram: &'a [f32],
+    xs: &'a mut [f32],
+    scratch: &'a mut CgScratch,
+    f: usize,
+    reg: f32,
+    alpha: f32,
+    cg_steps: usize,
+}
+
+impl pulp::WithSimd for ImplicitChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let k = solve::Wide(simd);
+        let ImplicitChunk {
+            rows,
+            first_row,
+            other,
+            gram,
+            xs,
+            scratch: s,
+            f,
+            reg,
+            alpha,
+            cg_steps,
+        } = self;
+        let apply_dense = |v: &[f32], out: &mut [f32]| {
+            k.matvec(gram, v, out);
+            k.axpy(reg, v, out);
+        };
+        for (i, x) in xs.chunks_exact_mut(f).enumerate() {
+            let (cols, vals) = rows.row(first_row + i);
+            if cols.is_empty() {
+                x.fill(0.0);
+                continue;
+            }
+            // r = b − A x = −(YᵀY + λI) x + Σ (c − (c−1) y·x) y.
+            apply_dense(x, &mut s.r);
+            for v in s.r.iter_mut() {
+                *v = -*v;
+            }
+            sparse_update(k, cols, vals, other, f, x, &mut s.r, |r, d| {
+                let cm1 = alpha * r;
+                1.0 + cm1 - cm1 * d
+            });
+            solve::conjugate_gradient_with(k, x, s, cg_steps, |p, ap| {
+                apply_dense(p, ap);
+                // Σ (c−1)(y·p) y: the sparse part of YᵀCY.
+                sparse_update(k, cols, vals, other, f, p, ap, |r, d| alpha * r * d);
+            });
+        }
+    }
 }
 
 /// `out += Σ_j coef(r_j, y_j·v) y_j` over one CSR row, four items at a time
 /// so each load/store of `out` serves four items (the implicit solver's hot
 /// loop; ~1.4x over one-at-a-time on SSE2).
-#[inline]
-fn sparse_update(
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sparse_update<K: Kernels>(
+    k: K,
     cols: &[u32],
     vals: &[f32],
     other: &[f32],
@@ -1078,18 +1131,18 @@ fn sparse_update(
     let (v4, vt) = vals.as_chunks::<4>();
     for (c, r) in c4.iter().zip(v4) {
         let ys = c.map(y);
-        let d = solve::dot4(ys, v);
-        let k = [
+        let d = k.dot4(ys, v);
+        let coefs = [
             coef(r[0], d[0]),
             coef(r[1], d[1]),
             coef(r[2], d[2]),
             coef(r[3], d[3]),
         ];
-        solve::axpy4(k, ys, out);
+        k.axpy4(coefs, ys, out);
     }
     for (&c, &r) in ct.iter().zip(vt) {
         let yj = y(c);
-        solve::axpy(coef(r, solve::dot(yj, v)), yj, out);
+        k.axpy(coef(r, k.dot(yj, v)), yj, out);
     }
 }
 
