@@ -40,7 +40,8 @@ COPY sql ./sql
 RUN mkdir -p /app/lake /app/raw && chown -R 10001:10001 /app/lake /app/raw
 USER 10001:10001
 VOLUME ["/app/lake"]
-EXPOSE 8080
+# 8080: strata serve; 50050: strata cluster scheduler; 50051-50052: strata cluster executor.
+EXPOSE 8080 50050 50051 50052
 # `strata healthcheck` GETs /health on the port of serve.bind (STRATA_SERVE__BIND): no curl needed.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["strata", "healthcheck"]

@@ -25,7 +25,9 @@
 //!   (`run.memory_limit_mb`, "auto" from the machine), spill areas, out-of-memory errors that
 //!   name the operator, the process's peak memory. [`session`]: the one factory of DataFusion
 //!   sessions (shared pool, spill area, planner, reservations for training steps, a one-shot
-//!   stream of rows as a table for streaming ingest). [`output`]: rendering. [`fixtures`]: `strata
+//!   stream of rows as a table for streaming ingest, a session whose queries run on a Ballista
+//!   cluster). [`engine`]: where SQL steps run (`[engine]`: here or on a Ballista cluster) and
+//!   `strata cluster`, Ballista's scheduler and executor with the lake's store. [`output`]: rendering. [`fixtures`]: `strata
 //!   fixtures serve`, recorded JSON APIs served locally for offline examples.
 //! - [`catalog`]: `layer.name` ⇄ `<lake>/<layer>/<name>/`; opening tables (latest, version, as-of);
 //!   a session where every table is queryable, plus `table_version` / `table_as_of`.
@@ -53,6 +55,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod fixtures;
 pub mod ingest;

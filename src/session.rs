@@ -3,8 +3,8 @@
 //! Every `SessionContext` in Strata comes from [`new_session`]: sessions over the lake
 //! ([`crate::catalog::Lake::session`] adds the lake's tables to one), sessions that write batches
 //! to Delta, and scratch sessions that query batches already in memory (expectations, API
-//! indexes). Settings that must hold everywhere (the memory pool, spilling, later a distributed
-//! engine) are set here and nowhere else.
+//! indexes), and sessions whose queries run on a Ballista cluster ([`on_cluster`]). Settings that
+//! must hold everywhere (the memory pool, spilling) are set here and nowhere else.
 //!
 //! Invariant: a session's planner knows deltalake's write nodes, so a Delta write can be planned
 //! in any session.
@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
+use ballista_core::extension::SessionStateExt;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -140,6 +141,18 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_runtime_env(Arc::clone(&options.runtime))
         .with_query_planner(DeltaPlanner::new())
         .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// `ctx` with its queries planned and run on the Ballista scheduler at `scheduler_endpoint`
+/// (`http://host:port`): the logical plan is serialized and sent there, the rows stream back.
+/// Its tables must serialize (plain scans, see [`crate::catalog::file_scan`]); it cannot write.
+pub fn on_cluster(ctx: &SessionContext, scheduler_endpoint: String) -> Result<SessionContext> {
+    // Ballista rebuilds the state from its config, and a config that asks for a default catalog
+    // gets a fresh, empty one over the session's (the lake's tables would vanish). Rebuilding
+    // once first records in the config that the default catalog exists.
+    let state = SessionStateBuilder::new_from_existing(ctx.state()).build();
+    let state = state.upgrade_for_ballista(scheduler_endpoint)?;
     Ok(SessionContext::new_with_state(state))
 }
 

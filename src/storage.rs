@@ -123,6 +123,17 @@ impl RemoteLake {
         })
     }
 
+    /// A store for the whole bucket (or container) the lake is in, with the lake's storage
+    /// options, and the URL it answers for (`s3://bucket/`): plain Parquet scans name their files
+    /// by full URL, so a session (or a cluster node) registers this to read them.
+    pub fn bucket_store(&self) -> Result<(Url, Arc<dyn ObjectStore>)> {
+        let mut bucket = self.url.clone();
+        bucket.set_path("/");
+        let store = deltalake::logstore::store_for(&bucket, self.options.clone())
+            .map_err(|e| Error::Storage(format!("{bucket}: {e}")))?;
+        Ok((bucket, store))
+    }
+
     /// The storage options every table of the lake is opened with.
     pub fn options(&self) -> &HashMap<String, String> {
         &self.options

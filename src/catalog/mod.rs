@@ -24,6 +24,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use url::Url;
 
+pub mod file_scan;
 pub mod table_name;
 
 pub use table_name::{Layer, TableName, TableNameError};
@@ -303,6 +304,26 @@ impl Lake {
     /// A DataFusion session over the lake: every table as `layer.name`, plus the time-travel table
     /// functions. `options` are DataFusion settings passed through from the config.
     pub fn session(self: &Arc<Self>, options: &SessionOptions) -> Result<SessionContext> {
+        self.session_reading(options, TableScan::Delta)
+    }
+
+    /// A session over the lake whose tables read as plain Parquet scans of their versions' files
+    /// (see [`file_scan`]), so its plans can be serialized and run on a cluster.
+    pub fn file_scan_session(self: &Arc<Self>, options: &SessionOptions) -> Result<SessionContext> {
+        let ctx = self.session_reading(options, TableScan::Files)?;
+        if let Some(remote) = &self.remote {
+            // Plain scans name their files by URL: the session must know the lake's store.
+            let (url, store) = remote.bucket_store()?;
+            ctx.register_object_store(&url, store);
+        }
+        Ok(ctx)
+    }
+
+    fn session_reading(
+        self: &Arc<Self>,
+        options: &SessionOptions,
+        scan: TableScan,
+    ) -> Result<SessionContext> {
         let ctx = new_session(options)?;
         let catalog = ctx
             .catalog("datafusion")
@@ -311,6 +332,7 @@ impl Lake {
             let schema = Arc::new(LayerSchema {
                 lake: Arc::clone(self),
                 layer,
+                scan,
             });
             catalog.register_schema(layer.as_str(), schema)?;
         }
@@ -319,6 +341,7 @@ impl Lake {
             Arc::new(TimeTravel {
                 lake: Arc::clone(self),
                 kind: TimeTravelKind::Version,
+                scan,
             }),
         );
         ctx.register_udtf(
@@ -326,6 +349,7 @@ impl Lake {
             Arc::new(TimeTravel {
                 lake: Arc::clone(self),
                 kind: TimeTravelKind::AsOf,
+                scan,
             }),
         );
         Ok(ctx)
@@ -347,11 +371,34 @@ pub async fn provider(table: &DeltaTable) -> datafusion::error::Result<Arc<dyn T
     table.table_provider().await
 }
 
+/// How a session reads a table version.
+#[derive(Debug, Clone, Copy)]
+enum TableScan {
+    /// deltalake's own provider: the fastest in this process.
+    Delta,
+    /// Plain Parquet scans of the version's files, which serialize to a cluster.
+    Files,
+}
+
+impl TableScan {
+    async fn provider(
+        self,
+        table: &TableName,
+        delta: &DeltaTable,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        match self {
+            TableScan::Delta => provider(delta).await,
+            TableScan::Files => file_scan::file_scan(table, delta),
+        }
+    }
+}
+
 /// One layer of the lake as a DataFusion schema, resolved lazily on each query.
 #[derive(Debug)]
 struct LayerSchema {
     lake: Arc<Lake>,
     layer: Layer,
+    scan: TableScan,
 }
 
 #[async_trait]
@@ -377,7 +424,7 @@ impl SchemaProvider for LayerSchema {
             Err(Error::TableNotFound(_)) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        provider(&delta).await.map(Some)
+        self.scan.provider(&table, &delta).await.map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -403,6 +450,7 @@ enum TimeTravelKind {
 struct TimeTravel {
     lake: Arc<Lake>,
     kind: TimeTravelKind,
+    scan: TableScan,
 }
 
 impl TimeTravel {
@@ -435,17 +483,20 @@ impl TableFunctionImpl for TimeTravel {
             TimeTravelKind::Version => {
                 let version = literal_u64(point_arg)
                     .ok_or_else(|| self.plan_error("the version must be a non-negative integer"))?;
+                let table = table.clone();
                 run_blocking(async move { lake.open_version(&table, version).await })
             }
             TimeTravelKind::AsOf => {
                 let text = literal_string(point_arg)
                     .ok_or_else(|| self.plan_error("the timestamp must be a string literal"))?;
                 let at = parse_timestamp(&text).map_err(|e| self.plan_error(e))?;
+                let table = table.clone();
                 run_blocking(async move { lake.open_as_of(&table, at).await })
             }
         };
         let delta = opened.map_err(|e| DataFusionError::Plan(e.to_string()))?;
-        run_blocking(async move { provider(&delta).await })
+        let scan = self.scan;
+        run_blocking(async move { scan.provider(&table, &delta).await })
     }
 }
 

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+use crate::engine::ClusterUrl;
+use crate::engine::cluster::{self, ExecutorOptions, LakeStore, SchedulerOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::catalog::{Lake, TableName};
@@ -132,6 +135,10 @@ pub enum Command {
     /// Local stand-ins for external systems, to try the examples offline.
     #[command(subcommand)]
     Fixtures(FixturesCommand),
+    /// A node of an Apache DataFusion Ballista cluster, for `[engine] kind = "ballista"`: SQL
+    /// steps then run there. Each node reads the lake with this config's storage settings.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Write seeded MovieLens-1M-format sample data (ratings.dat, movies.dat, users.dat).
     Sample {
         /// Users (default 6,040, or scaled with --ratings).
@@ -159,6 +166,56 @@ pub enum RunsCommand {
         run_id: String,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler: plans each query it receives into stages and hands their tasks to the
+    /// executors. Clients name it as [engine] url = "df://HOST:PORT".
+    Scheduler {
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: std::net::SocketAddr,
+        /// The host executors and clients reach this scheduler by (default: the bind address,
+        /// or localhost when it binds every interface).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Seconds without a heartbeat after which an executor counts as lost and its tasks
+        /// run on the others.
+        #[arg(long, default_value_t = 180)]
+        executor_timeout_s: u64,
+    },
+    /// An executor: runs tasks the scheduler sends and serves their results to other nodes.
+    Executor {
+        /// The scheduler: HOST:PORT or df://HOST:PORT.
+        #[arg(long)]
+        scheduler: String,
+        /// Address the executor's two services bind to.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// The host the scheduler and other executors reach this one by (default: its IP).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Arrow Flight port (shuffle data and results).
+        #[arg(long, default_value_t = 50051)]
+        flight_port: u16,
+        /// gRPC port (the scheduler sends tasks here).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks at once (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        concurrent_tasks: usize,
+        /// Shuffle files and spills (default: a fresh temporary directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Memory shared by this executor's tasks, in MiB; beyond it they spill (default:
+        /// Ballista's share of the machine's memory, printed at start).
+        #[arg(long)]
+        memory_limit_mb: Option<u64>,
+        /// Seconds between heartbeats to the scheduler.
+        #[arg(long, default_value_t = 60)]
+        heartbeat_s: u64,
     },
 }
 
@@ -208,25 +265,28 @@ pub enum BenchCommand {
 /// a second time (about two minutes of a cold release build on 2 cores).
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let cluster_node = matches!(cli.command, Command::Cluster(_));
+    // deltalake warns on every MERGE that a metric is missing (it derives it), and on every write
+    // of a binary column (a classifier's model artifact) that it keeps no statistics for it; both
+    // are noise for users. A cluster node logs what Ballista says about executors and jobs.
+    let default_filter = if cluster_node {
+        "warn,ballista_scheduler=info,ballista_executor=info"
+    } else {
+        "warn,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            // deltalake warns on every MERGE that a metric is missing (it derives it), and on
-            // every write of a binary column (a classifier's model artifact) that it keeps no
-            // statistics for it; both are noise for users.
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                EnvFilter::new(
-                    "warn,deltalake_core::operations::merge=error,\
-                     deltalake_core::writer::stats=error",
-                )
-            }),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if cluster_node {
+        // Ballista's own binaries: planning and (de)serializing deep plans recurses deeply.
+        runtime.thread_stack_size(32 << 20);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -414,6 +474,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             emit!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Cluster(node) => run_cluster_node(node, &config).await,
         Command::Bench(BenchCommand::Als(_)) | Command::Fixtures(_) => {
             unreachable!("handled before loading the config")
         }
@@ -570,6 +631,62 @@ async fn healthcheck(url: &str, timeout: std::time::Duration) -> Result<()> {
         return Err(unhealthy(format!("status {}", response.status())));
     }
     Ok(())
+}
+
+/// `strata cluster scheduler|executor`: runs until stopped.
+async fn run_cluster_node(node: ClusterCommand, config: &Config) -> Result<()> {
+    let lake = Lake::from_config(&config.lake)?;
+    let store = LakeStore::of(lake.remote())?;
+    match node {
+        ClusterCommand::Scheduler {
+            bind,
+            external_host,
+            executor_timeout_s,
+        } => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| Error::Cluster(format!("cannot listen on {bind}: {e}")))?;
+            let external_host = external_host.unwrap_or_else(|| match bind.ip() {
+                ip if ip.is_unspecified() => "localhost".to_string(),
+                ip => ip.to_string(),
+            });
+            let options = SchedulerOptions {
+                external_host,
+                executor_timeout_seconds: executor_timeout_s,
+            };
+            cluster::run_scheduler(listener, options, store).await
+        }
+        ClusterCommand::Executor {
+            scheduler,
+            bind_host,
+            external_host,
+            flight_port,
+            grpc_port,
+            concurrent_tasks,
+            work_dir,
+            memory_limit_mb,
+            heartbeat_s,
+        } => {
+            let url = if scheduler.starts_with("df://") {
+                scheduler
+            } else {
+                format!("df://{scheduler}")
+            };
+            let scheduler = ClusterUrl::parse(&url).map_err(Error::Usage)?;
+            let options = ExecutorOptions {
+                scheduler,
+                bind_host,
+                external_host,
+                flight_port,
+                grpc_port,
+                concurrent_tasks,
+                work_dir,
+                memory_limit_mb,
+                heartbeat_seconds: heartbeat_s,
+            };
+            cluster::run_executor(options, store).await
+        }
+    }
 }
 
 /// The configured lake, checked once up front on object storage (bucket, credentials, endpoint;

@@ -202,6 +202,13 @@ fn print_step(report: &StepReport) {
     if report.attempt > 1 {
         note = format!("[attempt {}] {note}", report.attempt);
     }
+    // Only a step that ran (not one skipped or up to date) and left the process says where.
+    if report.engine != "local"
+        && matches!(report.status, StepStatus::Committed | StepStatus::Failed)
+        && !note.contains(&format!("on {}", report.engine))
+    {
+        note = format!("{note} [on {}]", report.engine);
+    }
     emit!(
         "{:<30} {:<9} {:>14} {:>5} {:>8} ms  {}",
         report.table.to_string(),

@@ -26,6 +26,7 @@ pub mod serve;
 use layers::{Layer, LayerKind, MergeRules, check_layer, env_layers, file_layer, merge_layers};
 
 use crate::catalog::table_name::TableName;
+use crate::engine::{ClusterUrl, Engine};
 pub use crate::error::{ConfigError, Problem};
 use crate::ingest::SourceSpec;
 use crate::memory::{MemoryLimit, MemoryLimitSetting, SpillArea};
@@ -66,6 +67,11 @@ dir = "sql"
 concurrency = 1
 memory_limit_mb = "auto"
 spill_dir = ""
+
+[engine]
+kind = "local"
+url = ""
+lake_path_shared = false
 
 [schedule]
 cron = ""
@@ -144,6 +150,8 @@ pub struct Config {
     pub steps: BTreeMap<TableName, Table>,
     /// DataFusion options passed through verbatim (`datafusion.execution.batch_size` = "8192").
     pub datafusion: BTreeMap<String, String>,
+    /// Where SQL steps run (`[engine]`): here, or on a Ballista cluster.
+    pub engine: Engine,
     /// `strata serve`.
     pub serve: ServeConfig,
     /// The run `strata serve` starts on a cron schedule, if any.
@@ -184,6 +192,7 @@ struct RawConfig {
     sample: RawSample,
     sql: RawSql,
     run: RawRun,
+    engine: RawEngine,
     schedule: RawSchedule,
     serve: RawServe,
     /// Checked after merging (a source's `format` decides its keys): see `ingest::SourceSpec`.
@@ -230,6 +239,14 @@ struct RawRun {
     concurrency: Option<usize>,
     memory_limit_mb: Option<Value>,
     spill_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawEngine {
+    kind: Option<String>,
+    url: Option<String>,
+    lake_path_shared: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -458,6 +475,7 @@ fn validate(
 
     let serve = raw.serve.validate(&mut report);
     let schedule = validate_schedule(raw.schedule, &mut report);
+    let engine = validate_engine(raw.engine, &lake_root, &mut report);
 
     Config {
         lake: LakeConfig {
@@ -488,8 +506,53 @@ fn validate(
             .map(PathBuf::from),
         steps,
         datafusion,
+        engine,
         serve,
         schedule,
+    }
+}
+
+/// `[engine]`: `kind = "local"`, or `"ballista"` with the scheduler's `url`. A lake on local disk
+/// cannot be read by executors on other machines, so it needs `lake_path_shared = true` (every
+/// node sees the lake at the same path: one machine, or a shared file system).
+fn validate_engine(
+    raw: RawEngine,
+    lake_root: &LakeRoot,
+    report: &mut dyn FnMut(&str, String),
+) -> Engine {
+    let url = raw.url.unwrap_or_default();
+    match raw.kind.as_deref().unwrap_or("local") {
+        "local" => Engine::Local,
+        "ballista" => {
+            let cluster = match ClusterUrl::parse(&url) {
+                Ok(cluster) => cluster,
+                Err(message) => {
+                    report("engine.url", message);
+                    return Engine::Local;
+                }
+            };
+            if let LakeRoot::Local(path) = lake_root
+                && !raw.lake_path_shared.unwrap_or(false)
+            {
+                report(
+                    "engine.lake_path_shared",
+                    format!(
+                        "the lake is on local disk ({}), which executors on other machines cannot \
+                         read: put it on s3://, or set engine.lake_path_shared = true if every \
+                         executor sees it at this same path",
+                        path.display()
+                    ),
+                );
+            }
+            Engine::Ballista(cluster)
+        }
+        other => {
+            report(
+                "engine.kind",
+                format!("{other:?} is not an engine: \"local\" or \"ballista\""),
+            );
+            Engine::Local
+        }
     }
 }
 

@@ -61,6 +61,11 @@ pub enum Error {
     #[error("{0}")]
     Storage(String),
 
+    /// The Ballista cluster cannot be reached or used (scheduler down, executors lost, a version
+    /// mismatch); the message names the scheduler and what to check.
+    #[error("{0}")]
+    Cluster(String),
+
     /// `strata healthcheck`: the server did not answer `/health` with 200.
     #[error("{0}")]
     Unhealthy(String),
@@ -263,6 +268,7 @@ impl Error {
             Error::Internal(_)
             | Error::Serve { .. }
             | Error::Storage(_)
+            | Error::Cluster(_)
             | Error::Unhealthy(_)
             | Error::Io { .. }
             | Error::DataFusion(_)

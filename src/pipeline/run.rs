@@ -156,9 +156,11 @@ pub async fn run_locked(
         .collect();
     let mut done: BTreeMap<TableName, StepStatus> = BTreeMap::new();
     let mut reports = Vec::new();
+    // The step's table, its input versions, where it ran, and its last attempt.
     type Finished = (
         TableName,
         BTreeMap<String, u64>,
+        String,
         (u32, u64, Result<StepResult>),
     );
     let mut running: JoinSet<Finished> = JoinSet::new();
@@ -190,6 +192,7 @@ pub async fn run_locked(
                     elapsed_ms: 0,
                     detail: format!("upstream {cause} did not complete"),
                     error: None,
+                    engine: step.engine(&config.engine).describe(),
                 };
                 observer.step_finished(&report);
                 log_step(&ctx, &report, &BTreeMap::new()).await;
@@ -211,7 +214,8 @@ pub async fn run_locked(
                 running.spawn(async move {
                     let inputs = input_versions(&ctx.lake, &step).await;
                     let last = run_with_retries(&ctx, &step, &inputs, &attempts).await;
-                    (step.table, inputs, last)
+                    let engine = step.engine(&ctx.config.engine).describe();
+                    (step.table, inputs, engine, last)
                 });
                 pending.remove(i);
                 continue;
@@ -230,7 +234,7 @@ pub async fn run_locked(
         let Some(joined) = joined else {
             break;
         };
-        let (table, inputs, (attempt, elapsed_ms, result)) =
+        let (table, inputs, engine, (attempt, elapsed_ms, result)) =
             joined.map_err(|e| Error::Internal(format!("step task failed: {e}")))?;
         let report = match result {
             Ok(r) => {
@@ -244,6 +248,7 @@ pub async fn run_locked(
                     elapsed_ms,
                     detail: r.detail,
                     error: None,
+                    engine,
                 }
             }
             Err(e) => {
@@ -257,6 +262,7 @@ pub async fn run_locked(
                     elapsed_ms,
                     detail: String::new(),
                     error: Some(crate::error::error_chain(&e)),
+                    engine,
                 }
             }
         };
@@ -392,6 +398,7 @@ async fn run_with_retries(
                     elapsed_ms,
                     detail: format!("retrying in {}", humantime::format_duration(delay)),
                     error: Some(crate::error::error_chain(&e)),
+                    engine: step.engine(&ctx.config.engine).describe(),
                 };
                 log_step(ctx, &report, inputs).await;
                 let _ = attempts.send(report);

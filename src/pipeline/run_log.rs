@@ -43,6 +43,8 @@ pub struct StepReport {
     pub elapsed_ms: u64,
     pub detail: String,
     pub error: Option<String>,
+    /// Where the step ran: `local`, or `ballista df://host:port` (see [`crate::engine::Engine`]).
+    pub engine: String,
 }
 
 /// One row of `system.runs`.
@@ -195,6 +197,8 @@ pub async fn record_step(
         Field::new("inputs", DataType::Utf8, false),
         Field::new("detail", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
+        // Added after the first release: older rows read it as null.
+        Field::new("engine", DataType::Utf8, true),
     ]));
     let ts = |t: DateTime<Utc>| -> ArrayRef {
         Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"))
@@ -214,6 +218,7 @@ pub async fn record_step(
             text(&serde_json::to_string(inputs)?),
             text(&report.detail),
             Arc::new(StringArray::from(vec![report.error.as_deref()])),
+            Arc::new(StringArray::from(vec![Some(report.engine.as_str())])),
         ],
     )?;
     let meta = CommitMeta {
@@ -221,9 +226,8 @@ pub async fn record_step(
         step: step_runs_table().to_string(),
         ..Default::default()
     };
-    let mode = WriteMode::Append {
-        partition_by: Vec::new(),
-    };
+    // Adds the `engine` column to tables written before it existed.
+    let mode = WriteMode::AppendAddingColumns;
     commit::commit(lake, &step_runs_table(), schema, vec![batch], mode, &meta).await?;
     Ok(())
 }
@@ -248,11 +252,23 @@ pub async fn run_steps(lake: &Arc<Lake>, run_id: &str) -> Result<Vec<Value>> {
     if !lake.exists(&step_runs_table()).await? {
         return Ok(Vec::new());
     }
+    // Tables written before the `engine` column existed get it at their next append.
+    let delta = lake.open(&step_runs_table()).await?;
+    let has_engine = crate::catalog::provider(&delta)
+        .await?
+        .schema()
+        .field_with_name("engine")
+        .is_ok();
+    let engine = if has_engine {
+        "engine"
+    } else {
+        "NULL AS engine"
+    };
     query_json(
         lake,
         &format!(
-            "SELECT step, attempt, status, rows, version, started_at, ended_at, inputs, detail, error \
-             FROM system.step_runs WHERE run_id = {} ORDER BY ended_at, step, attempt",
+            "SELECT step, attempt, status, rows, version, started_at, ended_at, inputs, detail, error, \
+             {engine} FROM system.step_runs WHERE run_id = {} ORDER BY ended_at, step, attempt",
             commit::quote_literal(run_id)
         ),
     )

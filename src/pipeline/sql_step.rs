@@ -6,6 +6,10 @@
 //! `unchanged` and nothing is written (so `append` steps never duplicate rows on an idle rerun).
 //! Failure at any point (planning, execution, expectation, commit): nothing is committed and the
 //! table stays at its previous version.
+//!
+//! With `[engine] kind = "ballista"` the query is planned over plain scans of the input versions
+//! and executed on the cluster; its rows stream back and everything after (staging, expectations,
+//! commit) is the same as for a local query.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,6 +25,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{TableName, row_count};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::memory::Spilled;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
@@ -30,6 +35,7 @@ use crate::pipeline::progress::StepProgress;
 use crate::pipeline::settings::{Materialization, StepSettings};
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::query::read_only;
+use crate::session::{on_cluster, read_stream};
 
 /// A SQL step as found in the SQL directory.
 #[derive(Debug, Clone)]
@@ -60,14 +66,35 @@ pub async fn run(
     }
 
     let session = ctx.lake.session(&ctx.session)?;
+    let engine = &ctx.config.engine;
     let sql_error = |e: datafusion::error::DataFusionError| Error::Sql {
         file: step.file.clone(),
-        message: e.to_string(),
+        message: match engine {
+            Engine::Local => e.to_string(),
+            Engine::Ballista(url) => format!("on ballista {url}: {e}"),
+        },
     };
-    let frame = session
-        .sql_with_options(&step.sql, read_only())
-        .await
-        .map_err(sql_error)?;
+    let frame = match engine {
+        Engine::Local => session
+            .sql_with_options(&step.sql, read_only())
+            .await
+            .map_err(sql_error)?,
+        Engine::Ballista(url) => {
+            url.check_reachable().await?;
+            let cluster = on_cluster(
+                &ctx.lake.file_scan_session(&ctx.session)?,
+                url.grpc_endpoint(),
+            )?;
+            let remote = cluster
+                .sql_with_options(&step.sql, read_only())
+                .await
+                .map_err(sql_error)?;
+            // The cluster computes; its rows stream back and are staged here like a local
+            // result, so expectations and the commit are the same on every engine.
+            let rows = remote.execute_stream().await.map_err(sql_error)?;
+            read_stream(&session, rows)?
+        }
+    };
     let logical_schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
 
     // Stream the result to staged Parquet files (bounded memory), check expectations over them,

@@ -79,8 +79,26 @@ fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> String {
 fn the_compose_file_wires_minio_init_pipeline_and_api_without_secrets() {
     let compose = compose();
     let services = compose["services"].as_mapping().unwrap();
-    let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
-    assert_eq!(names, ["minio", "minio-init", "pipeline", "api"]);
+    let in_profile = |svc: &Value, profile: &str| {
+        svc["profiles"]
+            .as_sequence()
+            .is_some_and(|p| p.iter().any(|p| p == profile))
+    };
+    let default: Vec<&str> = services
+        .iter()
+        .filter(|(_, svc)| svc.get("profiles").is_none())
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert_eq!(default, ["minio", "minio-init", "pipeline", "api"]);
+    let cluster: Vec<&str> = services
+        .iter()
+        .filter(|(_, svc)| in_profile(svc, "cluster"))
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster,
+        ["scheduler", "executor-1", "executor-2", "pipeline-cluster"]
+    );
 
     let condition = |from: &str, on: &str| {
         service(&compose, from)["depends_on"][on]["condition"]
@@ -153,6 +171,43 @@ fn the_compose_file_wires_minio_init_pipeline_and_api_without_secrets() {
     }
     let api_env = environment(service(&compose, "api"));
     assert!(!api_env["STRATA_SCHEDULE__CRON"].is_empty());
+    // The cluster profile: the same image in every role, every node on the same lake, the
+    // pipeline's SQL steps sent to the scheduler the executors register with.
+    let command = |name: &str| -> Vec<String> {
+        service(&compose, name)["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(command("scheduler")[..2], ["cluster", "scheduler"]);
+    for executor in ["executor-1", "executor-2"] {
+        let args = command(executor);
+        assert_eq!(args[..2], ["cluster", "executor"]);
+        let at = args.iter().position(|a| a == "--scheduler").unwrap();
+        assert_eq!(args[at + 1], "scheduler:50050");
+        let at = args.iter().position(|a| a == "--external-host").unwrap();
+        assert_eq!(
+            args[at + 1],
+            executor,
+            "executors are reached by their service name"
+        );
+    }
+    for name in ["scheduler", "executor-1", "executor-2", "pipeline-cluster"] {
+        let svc = service(&compose, name);
+        assert_eq!(svc["image"], "strata:latest");
+        let env = environment(svc);
+        assert_eq!(env["STRATA_LAKE__ROOT"], "s3://strata/lake", "{name}");
+        assert_eq!(env["AWS_ENDPOINT_URL"], "http://minio:9000", "{name}");
+    }
+    let pipeline_env = environment(service(&compose, "pipeline-cluster"));
+    assert_eq!(pipeline_env["STRATA_ENGINE__KIND"], "ballista");
+    assert_eq!(pipeline_env["STRATA_ENGINE__URL"], "df://scheduler:50050");
+    assert_eq!(
+        service(&compose, "pipeline-cluster")["depends_on"]["scheduler"]["condition"],
+        "service_healthy"
+    );
     let minio_init = serde_yaml::to_string(&service(&compose, "minio-init")["command"]).unwrap();
     assert!(minio_init.contains("mc mb --ignore-existing local/strata"));
 }

@@ -3,6 +3,7 @@
 mod als;
 mod api;
 mod cli;
+mod cluster;
 mod deploy;
 mod launches;
 mod memory;

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{Lake, TableName};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::error::{DagError, Error, Result};
 use crate::pipeline::step::{self, Step, ingest};
 
@@ -28,6 +29,8 @@ pub use render::DagFormat;
 pub struct Dag {
     steps: BTreeMap<TableName, Step>,
     order: Vec<TableName>,
+    /// The configured engine, so the graph can say where each step runs.
+    engine: Engine,
 }
 
 impl Dag {
@@ -101,7 +104,11 @@ impl Dag {
             return Err(DagError { problems }.into());
         }
         let order = topological_order(&steps)?;
-        Ok(Dag { steps, order })
+        Ok(Dag {
+            steps,
+            order,
+            engine: config.engine.clone(),
+        })
     }
 
     /// Steps in dependency order.

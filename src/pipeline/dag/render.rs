@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use crate::catalog::TableName;
+use crate::engine::Engine;
 use crate::pipeline::dag::Dag;
 use crate::pipeline::step::Shape;
 
@@ -44,6 +45,10 @@ fn text(dag: &Dag) -> String {
         if writes != [step.table.clone()] {
             let writes: Vec<String> = writes.iter().map(|t| t.to_string()).collect();
             let _ = write!(out, " writes {}", writes.join(", "));
+        }
+        // Said only when some step leaves the process, so the usual output stays as it was.
+        if dag.engine != Engine::Local {
+            let _ = write!(out, " runs on {}", step.engine(&dag.engine).describe());
         }
         out.push('\n');
     }

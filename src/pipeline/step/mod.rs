@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use toml::Table;
 
 use crate::catalog::{Layer, TableName};
+use crate::engine::Engine;
 use crate::error::{DagError, Error, Result};
 use crate::pipeline::als_step::{self, AlsStep};
 use crate::pipeline::classifier_step::{self, ClassifierStep};
@@ -99,6 +100,15 @@ impl Step {
             reads,
             after: BTreeSet::new(),
             retry,
+        }
+    }
+
+    /// Where the step's work runs: SQL steps on the configured engine, every other kind (ingest,
+    /// training) in this process.
+    pub fn engine(&self, configured: &Engine) -> Engine {
+        match &self.kind {
+            StepKind::Sql(_) => configured.clone(),
+            StepKind::Ingest { .. } | StepKind::Als(_) | StepKind::Classifier(_) => Engine::Local,
         }
     }
 
