@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
-use ballista_core::extension::SessionStateExt;
+use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -153,6 +153,16 @@ pub fn on_cluster(ctx: &SessionContext, scheduler_endpoint: String) -> Result<Se
     // once first records in the config that the default catalog exists.
     let state = SessionStateBuilder::new_from_existing(ctx.state()).build();
     let state = state.upgrade_for_ballista(scheduler_endpoint)?;
+    // Ballista 55's adaptive planner (on by default) never finishes a job whose stage reads an
+    // empty input (a filter that keeps no rows under UNION ALL and a window: it creates tasks
+    // without end); the static planner runs the same plans. See BENCHMARKS.md and issue 16's note.
+    let config = state
+        .config()
+        .clone()
+        .with_ballista_adaptive_query_planner(false);
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
     Ok(SessionContext::new_with_state(state))
 }
 

@@ -206,7 +206,11 @@ mod tests {
             .unwrap()
             .build()
             .unwrap()
-            .write(vec![events(&[1, 2, 3], &["a", "b", "a"], &[2024, 2025, 2025])])
+            .write(vec![events(
+                &[1, 2, 3],
+                &["a", "b", "a"],
+                &[2024, 2025, 2025],
+            )])
             .with_partition_columns(["kind", "year"])
             .await
             .unwrap();
@@ -232,6 +236,9 @@ mod tests {
         }
         let v0 = deltalake::open_table_with_version(url, 0).await.unwrap();
         let text = rows(file_scan(&name, &v0).unwrap()).await;
-        assert!(!text.contains("| 4 "), "version 0 must not see the file of version 1:\n{text}");
+        assert!(
+            !text.contains("| 4 "),
+            "version 0 must not see the file of version 1:\n{text}"
+        );
     }
 }
