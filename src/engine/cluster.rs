@@ -32,7 +32,7 @@ use crate::storage::RemoteLake;
 
 /// The lake's store as every node registers it (`None` for a lake on local disk, which
 /// DataFusion's default local file system already reads).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LakeStore(Option<(Url, Arc<dyn ObjectStore>)>);
 
 impl LakeStore {
