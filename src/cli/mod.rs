@@ -200,7 +200,7 @@ pub enum ClusterCommand {
         /// Arrow Flight port (shuffle data and results).
         #[arg(long, default_value_t = 50051)]
         flight_port: u16,
-        /// gRPC port (the scheduler sends tasks here).
+        /// gRPC port (the scheduler cancels tasks and removes job data through it).
         #[arg(long, default_value_t = 50052)]
         grpc_port: u16,
         /// Tasks at once (default: one per core).

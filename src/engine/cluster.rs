@@ -84,10 +84,15 @@ pub async fn run_scheduler(
                 .build(),
         )
     });
+    // Executors pull their tasks. With Ballista 55's push policy, an executor lost after a map
+    // stage finished makes the scheduler roll the next stage back, ignore the status of that
+    // stage's task still running on a healthy executor and never give back its task slot: the
+    // job, and every later one, waits forever. Pulling executors report their own free slots,
+    // and the job recovers (the map stage runs again on the executor left).
     let mut config = SchedulerConfig::default()
         .with_hostname(options.external_host.clone())
         .with_port(address.port())
-        .with_scheduler_policy(TaskSchedulingPolicy::PushStaged)
+        .with_scheduler_policy(TaskSchedulingPolicy::PullStaged)
         .with_override_session_builder(session_builder);
     config.bind_host = address.ip().to_string();
     config.executor_timeout_seconds = options.executor_timeout_seconds;
@@ -120,7 +125,8 @@ pub struct ExecutorOptions {
     pub external_host: Option<String>,
     /// Arrow Flight port: shuffle data and results are fetched from here.
     pub flight_port: u16,
-    /// gRPC port: the scheduler pushes tasks here.
+    /// gRPC port: the executor's own service (the scheduler cancels tasks and removes job data
+    /// through it).
     pub grpc_port: u16,
     /// Tasks run at once (0: one per core).
     pub concurrent_tasks: usize,
@@ -154,7 +160,8 @@ pub async fn run_executor(options: ExecutorOptions, lake: LakeStore) -> Result<(
         // Wait for a scheduler that starts after the executor (compose starts both at once).
         scheduler_connect_timeout_seconds: 30,
         vcores: options.concurrent_tasks,
-        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        // Must match the scheduler's (see `run_scheduler`).
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         work_dir: work_dir.clone(),
         print_thread_info: false,
         memory_pool_size: options.memory_limit_mb.map(|mb| mb << 20),

@@ -106,6 +106,38 @@ impl ClusterUrl {
     }
 }
 
+/// A failure on the cluster as one line. Ballista passes a gRPC status on as its debug text
+/// (`Status { code: FailedPrecondition, message: "...", metadata: MetadataMap { ... } ... }`), which
+/// buries the scheduler's own words (a version mismatch, a lost job) among response headers: the
+/// status's code and message are kept and the rest dropped.
+pub fn failure_line(error: &str) -> String {
+    let line = match grpc_status(error) {
+        Some((before, code, message)) => format!("{before}{code}: {message}"),
+        None => error.to_string(),
+    };
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text before a status's debug text, its code and its message (unescaped).
+fn grpc_status(error: &str) -> Option<(&str, &str, String)> {
+    let start = error.find("Status { code: ")?;
+    let rest = &error[start + "Status { code: ".len()..];
+    let (code, rest) = rest.split_once(", message: \"")?;
+    let mut message = String::new();
+    let mut chars = rest.chars();
+    loop {
+        match chars.next()? {
+            '"' => break,
+            '\\' => match chars.next()? {
+                'n' | 't' => message.push(' '),
+                escaped => message.push(escaped),
+            },
+            c => message.push(c),
+        }
+    }
+    Some((&error[..start], code, message))
+}
+
 impl fmt::Display for ClusterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "df://{}:{}", self.host, self.port)
@@ -132,6 +164,30 @@ mod tests {
             let err = ClusterUrl::parse(bad).unwrap_err();
             assert!(err.contains("df://"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_version_mismatch_is_the_schedulers_one_line() {
+        // What a Ballista 55 client reports when a scheduler of another major version refuses the
+        // job: the scheduler's words inside the debug text of the gRPC status, headers and all.
+        let refusal = ballista_core::version::check_compatibility(Some("55.0.0"), Some("56.1.0"))
+            .unwrap_err();
+        let status = format!(
+            "Status {{ code: FailedPrecondition, message: {refusal:?}, metadata: MetadataMap {{ \
+             headers: {{\"content-type\": \"application/grpc\", \"server\": \"ballista/56.1.0\", \
+             \"ballista-version\": \"56.1.0\"}} }}, source: None }}"
+        );
+        let error = datafusion::error::DataFusionError::Execution(status).to_string();
+        assert_eq!(
+            failure_line(&error),
+            "Execution error: FailedPrecondition: Ballista client 55.0.0 cannot be used with \
+             scheduler 56.1.0. The client and the scheduler must have the same major version."
+        );
+        // Anything else passes through, on one line.
+        assert_eq!(
+            failure_line("Arrow error: Divide by zero\n  at stage 2"),
+            "Arrow error: Divide by zero at stage 2"
+        );
     }
 
     #[tokio::test]

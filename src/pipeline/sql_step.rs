@@ -71,7 +71,12 @@ pub async fn run(
         file: step.file.clone(),
         message: match engine {
             Engine::Local => e.to_string(),
-            Engine::Ballista(url) => format!("on ballista {url}: {e}"),
+            Engine::Ballista(url) => {
+                format!(
+                    "on ballista {url}: {}",
+                    crate::engine::failure_line(&e.to_string())
+                )
+            }
         },
     };
     let frame = match engine {

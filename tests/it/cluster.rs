@@ -2,9 +2,10 @@
 //! executor` processes on loopback (real gRPC and Arrow Flight between them), against the same
 //! pipeline run locally.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ const SQL_TABLES: [&str; 7] = [
 struct Cluster {
     url: String,
     processes: Vec<Child>,
+    /// Each executor's work directory (shuffle files, one directory per job).
+    work_dirs: Vec<PathBuf>,
 }
 
 impl Cluster {
@@ -48,6 +51,10 @@ impl Cluster {
                 "scheduler",
                 "--bind",
                 &format!("127.0.0.1:{port}"),
+                // An executor that stops heartbeating is given up after 10 s, not Ballista's
+                // default 180 s, so a lost executor's tasks move on within a test's patience.
+                "--executor-timeout-s",
+                "10",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -56,6 +63,7 @@ impl Cluster {
         let mut cluster = Cluster {
             url: format!("df://127.0.0.1:{port}"),
             processes: vec![scheduler],
+            work_dirs: Vec::new(),
         };
         wait_for_port(port);
         for i in 0..2 {
@@ -68,13 +76,15 @@ impl Cluster {
                 .args(["--flight-port", &flight.to_string()])
                 .args(["--grpc-port", &grpc.to_string()])
                 .args(["--concurrent-tasks", "1", "--memory-limit-mb", "256"])
+                .args(["--heartbeat-s", "1"])
                 .arg("--work-dir")
-                .arg(work_dir)
+                .arg(&work_dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("an executor starts");
             cluster.processes.push(executor);
+            cluster.work_dirs.push(work_dir);
         }
         // The scheduler's readiness probe counts registered executors.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -98,6 +108,19 @@ impl Cluster {
         let executor = &mut self.processes[1 + i];
         executor.kill().unwrap();
         executor.wait().unwrap();
+    }
+
+    /// The jobs executor `i` has run or is running (Ballista keeps a directory per job).
+    fn jobs_on(&self, i: usize) -> BTreeSet<String> {
+        std::fs::read_dir(&self.work_dirs[i])
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| !name.starts_with("datafusion-"))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The config lines that send SQL steps to this cluster.
@@ -330,4 +353,90 @@ fn a_lost_executor_leaves_its_tasks_to_the_other() {
         );
         assert_eq!(second[table].1, first[table].1, "{table}: the same rows");
     }
+}
+
+/// A step long enough to be caught mid-flight: a three-way self-join of about 360 million rows,
+/// aggregated per user, over several shuffle stages.
+const PAIRS_SQL: &str = "SELECT a.user_id, count(*) AS pairs, sum(c.rating) AS total \
+    FROM silver.ratings a \
+    JOIN silver.ratings b ON a.rating = b.rating \
+    JOIN silver.ratings c ON b.movie_id = c.movie_id \
+    GROUP BY a.user_id";
+
+#[test]
+fn an_executor_killed_mid_step_leaves_the_step_complete_or_cleanly_failed() {
+    let sample = "users = 120\nitems = 150\nratings = 6000\nseed = 11";
+    let project = Project::generated(sample, "");
+    let mut cluster = Cluster::start(&project);
+    project.write_generated_config(sample, &cluster.engine_section());
+    project.ok(&["run"]);
+    project.write("sql/gold/pairs.sql", &format!("{PAIRS_SQL}\n"));
+    let before = project.versions();
+
+    let jobs_before = cluster.jobs_on(0);
+    let mut run = strata_command(project.root())
+        .args(["run", "--select", "gold.pairs"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill executor 0 (SIGKILL) as soon as it has started on the step's job.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.jobs_on(0) == jobs_before {
+        assert!(Instant::now() < deadline, "executor 0 never got the job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the step finished before the kill: make PAIRS_SQL heavier"
+    );
+    cluster.kill_executor(0);
+
+    let out = wait_with_deadline(run, Duration::from_secs(240));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("gold.pairs "))
+        .unwrap_or_else(|| panic!("no line for gold.pairs in:\n{stdout}"));
+    let after = project.versions();
+    if out.status.success() {
+        // Ballista ran the lost executor's tasks on the other: the rows are the local answer.
+        assert!(line.contains("committed"), "{line}");
+        let expected: Vec<String> = {
+            let mut rows: Vec<String> = project
+                .query(PAIRS_SQL)
+                .iter()
+                .map(|row| rounded(row).to_string())
+                .collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(rows(&project, "gold.pairs"), expected);
+    } else {
+        // Or the step failed: one line naming the cluster, and nothing committed.
+        assert!(line.contains("failed"), "{line}");
+        assert!(
+            line.contains(&format!("on ballista {}", cluster.url)),
+            "{line}"
+        );
+        assert!(!after.contains_key("gold.pairs"), "{after:?}");
+    }
+    for (table, version) in &before {
+        if !table.starts_with("system.") {
+            assert_eq!(&after[table], version, "{table} moved");
+        }
+    }
+}
+
+/// Waits for a child's exit and output, killing it and failing the test after `limit`.
+fn wait_with_deadline(mut child: Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
 }
