@@ -13,14 +13,8 @@ pkgs=(
   "scipy==1.17.1"
 )
 
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-stamp="$venv/.strata-bench-reqs"
-want=$(printf '%s\n' "${pkgs[@]}")
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pkgs[@]}"
-  printf '%s' "$want" > "$stamp"
-fi
+# shellcheck source=../venv.sh
+source "$(dirname "$0")/../venv.sh"
+ensure_venv "$venv" "${pkgs[@]}"
 "$venv/bin/python" -c 'import implicit, numpy, scipy
 print("venv ok: implicit", implicit.__version__, "| numpy", numpy.__version__, "| scipy", scipy.__version__)'

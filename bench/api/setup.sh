@@ -17,15 +17,9 @@ pkgs=(
   "deltalake==1.6.6"
 )
 
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-stamp="$venv/.strata-bench-reqs"
-want=$(printf '%s\n' "${pkgs[@]}")
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pkgs[@]}"
-  printf '%s' "$want" > "$stamp"
-fi
+# shellcheck source=../venv.sh
+source "$(dirname "$0")/../venv.sh"
+ensure_venv "$venv" "${pkgs[@]}"
 "$venv/bin/python" -c 'import fastapi, uvicorn, pandas, pyarrow, deltalake, uvloop, httptools
 print("venv ok:", "fastapi", fastapi.__version__, "| uvicorn", uvicorn.__version__, "| pandas", pandas.__version__,
       "| pyarrow", pyarrow.__version__, "| deltalake", deltalake.__version__)'

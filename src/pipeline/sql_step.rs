@@ -14,7 +14,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
+use arrow::array::AsArray;
+use arrow::datatypes::UInt64Type;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
@@ -51,6 +54,7 @@ pub async fn run(
     step: &SqlStep,
     reads: impl Iterator<Item = &TableName>,
 ) -> Result<StepResult> {
+    let started = Instant::now();
     let mut inputs = BTreeMap::new();
     for read in reads {
         let delta = ctx.lake.open(read).await?;
@@ -66,6 +70,7 @@ pub async fn run(
     }
 
     let session = ctx.lake.session(&ctx.session)?;
+    let prepared = Instant::now();
     let engine = &ctx.config.engine;
     let sql_error = |e: datafusion::error::DataFusionError| Error::Sql {
         file: step.file.clone(),
@@ -106,10 +111,11 @@ pub async fn run(
     // then commit from them. The staging directory is removed however the step ends.
     let staging = Staging::create(&ctx.lake, &ctx.run_id, table)?;
     ctx.progress.phase("running");
-    let spilled = write_parquet(frame, &staging.url, &ctx.progress)
+    let (result_rows, spilled) = write_parquet(frame, &staging.url, &ctx.progress)
         .await
         .map_err(sql_error)?;
     let staged_files = staging.has_files();
+    let ran = Instant::now();
     // Expectations run under the same memory pool as the step itself.
     ctx.progress.phase("checking");
     let check_ctx = crate::session::new_session(&ctx.session)?;
@@ -122,7 +128,7 @@ pub async fn run(
         check_ctx.register_table("result", std::sync::Arc::new(empty))?;
     }
     expectations::check(table, &check_ctx, &step.settings.expect).await?;
-    let result_rows = check_ctx.table("result").await?.count().await? as u64;
+    let checked = Instant::now();
 
     let settings = &step.settings;
     let materialization = if ctx.full_refresh {
@@ -158,6 +164,15 @@ pub async fn run(
         commit::commit(&ctx.lake, table, logical_schema, Vec::new(), mode, &meta).await?
     };
     drop(staging);
+    // Where the step's time went, for `RUST_LOG=strata=debug` (BENCHMARKS.md's profile).
+    tracing::debug!(
+        step = %table,
+        prepare_ms = (prepared - started).as_millis() as u64,
+        run_ms = (ran - prepared).as_millis() as u64,
+        check_ms = (checked - ran).as_millis() as u64,
+        commit_ms = checked.elapsed().as_millis() as u64,
+        "sql step phases"
+    );
     let rows = match materialization {
         Materialization::Overwrite => result_rows,
         _ => row_count(&ctx.lake.open(table).await?).unwrap_or(result_rows),
@@ -174,20 +189,29 @@ pub async fn run(
 }
 
 /// `frame.write_parquet(url)`, keeping the executed plan to read what its operators spilled and,
-/// while it runs, how far it has got.
+/// while it runs, how far it has got. Returns the rows written and the spills.
 async fn write_parquet(
     frame: DataFrame,
     url: &str,
     progress: &StepProgress,
-) -> datafusion::error::Result<Spilled> {
+) -> datafusion::error::Result<(u64, Spilled)> {
     let (state, plan) = frame.into_parts();
     let parquet = format_as_file_type(Arc::new(ParquetFormatFactory::new()));
-    let copy = LogicalPlanBuilder::copy_to(plan, url.to_string(), parquet, HashMap::new(), vec![])?
-        .build()?;
+    // Staged files are scratch, read twice on this machine (expectations, commit) and then
+    // deleted: LZ4 costs a fraction of DataFusion's default (zstd level 3, the step's slowest
+    // part after the query itself) and still keeps a 25M-row stage to a few hundred MB.
+    let options = HashMap::from([("format.compression".to_string(), "lz4_raw".to_string())]);
+    let copy =
+        LogicalPlanBuilder::copy_to(plan, url.to_string(), parquet, options, vec![])?.build()?;
     let physical = state.create_physical_plan(&copy).await?;
     progress.watch(Arc::clone(&physical));
-    collect(Arc::clone(&physical), state.task_ctx()).await?;
-    Ok(Spilled::of(physical.as_ref()))
+    // The copy answers one row: how many rows it wrote.
+    let answer = collect(Arc::clone(&physical), state.task_ctx()).await?;
+    let rows = answer
+        .first()
+        .and_then(|batch| batch.column(0).as_primitive_opt::<UInt64Type>())
+        .map_or(0, |count| count.values().iter().sum());
+    Ok((rows, Spilled::of(physical.as_ref())))
 }
 
 /// A step's result staged as Parquet under `<lake>/_staging/<run>/<table>/` (outside every layer, so
