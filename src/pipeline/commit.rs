@@ -41,6 +41,14 @@ pub struct CommitMeta {
 
 impl CommitMeta {
     fn properties(&self) -> CommitProperties {
+        self.properties_with([])
+    }
+
+    /// The commit's properties: Strata's own keys and `extra` ones (e.g. `operationMetrics`).
+    pub(super) fn properties_with<const N: usize>(
+        &self,
+        extra: [(&str, Value); N],
+    ) -> CommitProperties {
         let mut meta: Vec<(String, Value)> = vec![
             (META_RUN_ID.into(), json!(self.run_id)),
             (META_STEP.into(), json!(self.step)),
@@ -49,6 +57,11 @@ impl CommitMeta {
         if let Some(f) = &self.fingerprint {
             meta.push((META_FINGERPRINT.into(), json!(f)));
         }
+        meta.extend(
+            extra
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value)),
+        );
         CommitProperties::default().with_metadata(meta)
     }
 }
@@ -104,21 +117,7 @@ pub async fn commit_frame(
     meta: &CommitMeta,
 ) -> Result<u64> {
     let target = delta_schema(frame.schema().as_arrow());
-    let columns: Vec<Expr> = frame
-        .schema()
-        .fields()
-        .iter()
-        .zip(target.fields())
-        .map(|(field, delta_field)| {
-            let column = col(datafusion::common::Column::from_name(field.name()));
-            if field.data_type() == delta_field.data_type() {
-                column
-            } else {
-                cast_expr(column, delta_field.data_type().clone()).alias(field.name())
-            }
-        })
-        .collect();
-    let frame = frame.select(columns)?;
+    let frame = with_delta_types(frame)?;
     let delta = lake.open_for_write(table).await?;
     let exists = delta.version().is_some();
     let properties = meta.properties();
@@ -237,6 +236,27 @@ pub async fn last_commit_meta(
 ) -> Option<std::collections::HashMap<String, Value>> {
     let infos: Vec<_> = delta.history(Some(1)).try_collect().await.ok()?;
     infos.into_iter().next().map(|ci| ci.info)
+}
+
+/// `frame` with every column cast to the type Delta stores it as ([`delta_schema`]); columns
+/// already of that type are left as they are.
+pub fn with_delta_types(frame: DataFrame) -> Result<DataFrame> {
+    let target = delta_schema(frame.schema().as_arrow());
+    let columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .zip(target.fields())
+        .map(|(field, delta_field)| {
+            let column = col(datafusion::common::Column::from_name(field.name()));
+            if field.data_type() == delta_field.data_type() {
+                column
+            } else {
+                cast_expr(column, delta_field.data_type().clone()).alias(field.name())
+            }
+        })
+        .collect();
+    Ok(frame.select(columns)?)
 }
 
 /// Maps Arrow types that Delta cannot store to ones it can.

@@ -33,6 +33,7 @@ pub mod run;
 pub mod run_log;
 pub mod settings;
 pub mod sql_step;
+pub mod staged_commit;
 pub mod step;
 pub mod training;
 pub mod trigger;

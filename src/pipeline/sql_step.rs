@@ -36,6 +36,7 @@ use crate::pipeline::expectations;
 use crate::pipeline::fingerprint::{self, Fingerprint};
 use crate::pipeline::progress::StepProgress;
 use crate::pipeline::settings::{Materialization, StepSettings};
+use crate::pipeline::staged_commit;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::query::read_only;
 use crate::session::{on_cluster, read_stream};
@@ -105,6 +106,8 @@ pub async fn run(
             read_stream(&session, rows)?
         }
     };
+    // Staged in the types Delta stores, so the staged files can become the table's own.
+    let frame = commit::with_delta_types(frame)?;
     let logical_schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
 
     // Stream the result to staged Parquet files (bounded memory), check expectations over them,
@@ -156,10 +159,18 @@ pub async fn run(
     };
     ctx.progress.phase("committing");
     let version = if staged_files {
-        let staged = session
-            .read_parquet(&staging.url, ParquetReadOptions::default())
-            .await?;
-        commit::commit_frame(&ctx.lake, table, staged, mode, &meta).await?
+        let files = staging.files()?;
+        match staged_commit::commit_staged(&ctx.lake, table, &files, &logical_schema, &mode, &meta)
+            .await?
+        {
+            Some(version) => version,
+            None => {
+                let staged = session
+                    .read_parquet(&staging.url, ParquetReadOptions::default())
+                    .await?;
+                commit::commit_frame(&ctx.lake, table, staged, mode, &meta).await?
+            }
+        }
     } else {
         commit::commit(&ctx.lake, table, logical_schema, Vec::new(), mode, &meta).await?
     };
@@ -197,10 +208,10 @@ async fn write_parquet(
 ) -> datafusion::error::Result<(u64, Spilled)> {
     let (state, plan) = frame.into_parts();
     let parquet = format_as_file_type(Arc::new(ParquetFormatFactory::new()));
-    // Staged files are scratch, read twice on this machine (expectations, commit) and then
-    // deleted: LZ4 costs a fraction of DataFusion's default (zstd level 3, the step's slowest
-    // part after the query itself) and still keeps a 25M-row stage to a few hundred MB.
-    let options = HashMap::from([("format.compression".to_string(), "lz4_raw".to_string())]);
+    // Snappy, as delta-rs writes: the staged files usually become the table's own files
+    // (`staged_commit`), and it costs a fraction of DataFusion's default (zstd level 3, the
+    // step's slowest part after the query itself).
+    let options = HashMap::from([("format.compression".to_string(), "snappy".to_string())]);
     let copy =
         LogicalPlanBuilder::copy_to(plan, url.to_string(), parquet, options, vec![])?.build()?;
     let physical = state.create_physical_plan(&copy).await?;
@@ -237,6 +248,20 @@ impl Staging {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let url = format!("{}/", dir.display());
         Ok(Staging { dir, url })
+    }
+
+    /// The staged Parquet files.
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&self.dir, e))?.path();
+            if path.extension().is_some_and(|ext| ext == "parquet") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
     }
 
     fn has_files(&self) -> bool {
