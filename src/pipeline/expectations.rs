@@ -1,7 +1,8 @@
 //! Expectations: data-quality checks on a step's result, run before anything is committed.
 //!
-//! The result is registered as an in-memory table and each expectation becomes one SQL query over it
-//! (`not_null`, `unique`, `accepted_values`, `row_count`, free-form `checks`). Every expectation is
+//! The result is registered as a table and the expectations become SQL queries over it: one scan
+//! counts every row-level one (`not_null`, `accepted_values`, `row_count`, free-form `checks`),
+//! and each `unique` key is one grouping. Every expectation is
 //! evaluated, and all failures are reported together with a few offending rows each, so one run tells
 //! the user everything that is wrong.
 
@@ -84,14 +85,56 @@ pub async fn evaluate_registered(
     expect: &Expectations,
 ) -> datafusion::error::Result<Vec<Failure>> {
     let ctx = ctx.clone();
-    let mut failures = Vec::new();
 
-    for column in &expect.not_null {
-        let predicate = format!("{} IS NULL", quote_ident(column));
-        if let Some(f) = violations(&ctx, format!("not_null({column})"), &predicate).await? {
-            failures.push(f);
-        }
+    // Every row-level expectation (not_null, accepted_values, checks) and the row count are
+    // counted in one scan of the result; offending rows are fetched only for those that fail.
+    let not_null: Vec<(String, String)> = expect
+        .not_null
+        .iter()
+        .map(|column| {
+            let predicate = format!("{} IS NULL", quote_ident(column));
+            (format!("not_null({column})"), predicate)
+        })
+        .collect();
+    let accepted: Vec<(String, String)> = expect
+        .accepted_values
+        .iter()
+        .map(|(column, values)| {
+            let literals: Vec<String> = values.iter().map(toml_literal).collect();
+            let predicate = format!(
+                "{c} IS NOT NULL AND {c} NOT IN ({})",
+                literals.join(", "),
+                c = quote_ident(column)
+            );
+            (format!("accepted_values({column})"), predicate)
+        })
+        .collect();
+    let checks: Vec<(String, String)> = expect
+        .checks
+        .iter()
+        .map(|check| (format!("check({check})"), format!("({check}) IS NOT TRUE")))
+        .collect();
+    let row_level: Vec<&(String, String)> =
+        not_null.iter().chain(&accepted).chain(&checks).collect();
+    let mut counts = vec![0];
+    if !row_level.is_empty() || expect.row_count.is_some() {
+        let mut columns = vec!["count(*)".to_string()];
+        columns.extend(
+            row_level
+                .iter()
+                .map(|(_, predicate)| format!("count(*) FILTER (WHERE {predicate})")),
+        );
+        counts = scalar_counts(&ctx, &format!("SELECT {} FROM result", columns.join(", "))).await?;
     }
+    let rows = counts[0];
+    let mut violations = counts.into_iter().skip(1);
+    let not_null_failures = failed(&ctx, &not_null, &mut violations).await?;
+    let accepted_failures = failed(&ctx, &accepted, &mut violations).await?;
+    let check_failures = failed(&ctx, &checks, &mut violations).await?;
+
+    // Reported in the order the expectations are documented: not_null, unique,
+    // accepted_values, row_count, checks.
+    let mut failures = not_null_failures;
 
     for key in &expect.unique {
         let columns = key.columns();
@@ -104,7 +147,7 @@ pub async fn evaluate_registered(
             "SELECT {list}, count(*) AS duplicate_rows FROM result GROUP BY {list} HAVING count(*) > 1"
         );
         let name = format!("unique({})", columns.join(", "));
-        let count = scalar_count(&ctx, &format!("SELECT count(*) FROM ({duplicates})")).await?;
+        let count = scalar_counts(&ctx, &format!("SELECT count(*) FROM ({duplicates})")).await?[0];
         if count > 0 {
             let sample =
                 sample_rows(&ctx, &format!("{duplicates} ORDER BY duplicate_rows DESC")).await?;
@@ -116,21 +159,9 @@ pub async fn evaluate_registered(
         }
     }
 
-    for (column, values) in &expect.accepted_values {
-        let literals: Vec<String> = values.iter().map(toml_literal).collect();
-        let predicate = format!(
-            "{c} IS NOT NULL AND {c} NOT IN ({})",
-            literals.join(", "),
-            c = quote_ident(column)
-        );
-        let name = format!("accepted_values({column})");
-        if let Some(f) = violations(&ctx, name, &predicate).await? {
-            failures.push(f);
-        }
-    }
+    failures.extend(accepted_failures);
 
     if let Some(bounds) = expect.row_count {
-        let rows = scalar_count(&ctx, "SELECT count(*) FROM result").await?;
         let below = bounds.min.is_some_and(|min| rows < min);
         let above = bounds.max.is_some_and(|max| rows > max);
         if below || above {
@@ -147,49 +178,49 @@ pub async fn evaluate_registered(
         }
     }
 
-    for check in &expect.checks {
-        let predicate = format!("({check}) IS NOT TRUE");
-        if let Some(f) = violations(&ctx, format!("check({check})"), &predicate).await? {
-            failures.push(f);
+    failures.extend(check_failures);
+    Ok(failures)
+}
+
+/// The failures among `expectations` (name, predicate), given their violation counts in order;
+/// each with a few offending rows.
+async fn failed(
+    ctx: &SessionContext,
+    expectations: &[(String, String)],
+    violations: &mut impl Iterator<Item = u64>,
+) -> datafusion::error::Result<Vec<Failure>> {
+    let mut failures = Vec::new();
+    for (name, predicate) in expectations {
+        let count = violations.next().unwrap_or(0);
+        if count > 0 {
+            let sample =
+                sample_rows(ctx, &format!("SELECT * FROM result WHERE {predicate}")).await?;
+            failures.push(Failure {
+                expectation: name.clone(),
+                violations: count,
+                sample,
+            });
         }
     }
     Ok(failures)
 }
 
-/// Counts rows matching `predicate`; a failure when there are any.
-async fn violations(
-    ctx: &SessionContext,
-    name: String,
-    predicate: &str,
-) -> datafusion::error::Result<Option<Failure>> {
-    let count = scalar_count(
-        ctx,
-        &format!("SELECT count(*) FROM result WHERE {predicate}"),
-    )
-    .await?;
-    if count == 0 {
-        return Ok(None);
-    }
-    let sample = sample_rows(ctx, &format!("SELECT * FROM result WHERE {predicate}")).await?;
-    Ok(Some(Failure {
-        expectation: name,
-        violations: count,
-        sample,
-    }))
-}
-
-async fn scalar_count(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<u64> {
+/// The counts in the one row `sql` answers (each an `Int64` column).
+async fn scalar_counts(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<u64>> {
     let batches = ctx.sql(sql).await?.collect().await?;
-    let count = batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(vec![0; 1]);
+    };
+    Ok(batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
                 .as_any()
                 .downcast_ref::<arrow::array::Int64Array>()
-                .map(|a| a.value(0))
+                .map_or(0, |a| a.value(0).max(0) as u64)
         })
-        .unwrap_or(0);
-    Ok(count.max(0) as u64)
+        .collect())
 }
 
 async fn sample_rows(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<String>> {
