@@ -46,7 +46,7 @@ for run in $(seq "$runs"); do
     --threads 2 > "$work/duckdb-$run.json"
   if [ "${SPARK:-0}" = 1 ]; then
     "$python" "$here/spark_peer.py" --input "$work/raw" --output "$work/spark-out" --runs 1 \
-      > "$work/spark-$run.json"
+      > "$work/spark-$run.json" 2> "$work/spark-$run.log"
   fi
 done
 
@@ -67,7 +67,7 @@ def strata_run(r):
 strata = [strata_run(r) for r in range(1, runs + 1)]
 peers = {"DuckDB": [json.load(open(f"{work}/duckdb-{r}.json"))["runs"][0] for r in range(1, runs + 1)]}
 if spark:
-    peers["Spark"] = [json.load(open(f"{work}/spark-{r}.json"))["runs"][0] for r in range(1, runs + 1)]
+    peers["Spark"] = [json.load(open(f"{work}/spark-{r}.json"))["per_run"][0] for r in range(1, runs + 1)]
 
 s = med(r["process_s"] for r in strata)
 print(f"{runs} runs each, whole processes, medians")
