@@ -66,11 +66,12 @@ fn a_pair_rated_again_keeps_only_its_latest_rating() {
     ratings.push_str("1::1::2::978400000\n"); // later than the 5 it replaces
     ratings.push_str("1::2::5::978000000\n"); // earlier than the 3 already there: ignored
     ratings.push_str("2::1::9::978900000\n"); // the latest is out of range: the pair goes
+    ratings.push_str("3::1::1::\n"); // no timestamp counts as the latest (ORDER BY ... NULLS LAST)
     project.write_raw("ratings.dat", ratings.as_bytes());
     project.ok(&["run"]);
     let rows = project.query(
         "SELECT user_id, movie_id, rating, rated_at = to_timestamp_seconds(978400000) AS latest \
-         FROM silver.ratings WHERE user_id IN (1, 2) AND movie_id IN (1, 2) \
+         FROM silver.ratings WHERE user_id IN (1, 2, 3) AND movie_id IN (1, 2) \
          ORDER BY user_id, movie_id",
     );
     let got: Vec<(i64, i64, i64)> = rows
@@ -80,7 +81,7 @@ fn a_pair_rated_again_keeps_only_its_latest_rating() {
             (field("user_id"), field("movie_id"), field("rating"))
         })
         .collect();
-    assert_eq!(got, [(1, 1, 2), (1, 2, 3), (2, 2, 2)]);
+    assert_eq!(got, [(1, 1, 2), (1, 2, 3), (2, 2, 2), (3, 1, 1), (3, 2, 5)]);
     assert_eq!(
         rows[0]["latest"], true,
         "rated_at is the latest rating's time"
