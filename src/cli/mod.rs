@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-
-use crate::engine::ClusterUrl;
-use crate::engine::cluster::{self, ExecutorOptions, LakeStore, SchedulerOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::catalog::{Lake, TableName};
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Overrides};
+use crate::engine::ClusterUrl;
+use crate::engine::cluster::{self, ExecutorOptions, LakeStore, SchedulerOptions};
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::ml::als;

@@ -209,7 +209,7 @@ async fn failed(
 async fn scalar_counts(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<u64>> {
     let batches = ctx.sql(sql).await?.collect().await?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(vec![0; 1]);
+        return Ok(vec![0]);
     };
     Ok(batch
         .columns()

@@ -7,7 +7,9 @@
 //! - `ingest_step`, `sql_step`, `als_step` and `classifier_step` run one step each. The training
 //!   steps are kinds of the one `training` skeleton, which publishes through `publish` and logs to
 //!   `model_runs`; `fingerprint` decides whether a SQL or training step is up to date.
-//! - `expectations` checks a result before commit, `commit` writes it, `retry` retries attempts.
+//! - `expectations` checks a result before commit, `commit` writes it (through delta-rs), and
+//!   `staged_commit` commits a SQL step's staged Parquet files as they are where it can; `retry`
+//!   retries attempts.
 //! - `progress` counts a running step's rows and bytes for the command line's progress line.
 //! - `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs`,
 //!   `trigger` starts runs from `strata serve` (on request or on a cron schedule) and

@@ -117,12 +117,12 @@ pub async fn run(
     let (result_rows, spilled) = write_parquet(frame, &staging.url, &ctx.progress)
         .await
         .map_err(sql_error)?;
-    let staged_files = staging.has_files();
+    let staged_files = staging.files()?;
     let ran = Instant::now();
     // Expectations run under the same memory pool as the step itself.
     ctx.progress.phase("checking");
     let check_ctx = crate::session::new_session(&ctx.session)?;
-    if staged_files {
+    if !staged_files.is_empty() {
         check_ctx
             .register_parquet("result", &staging.url, ParquetReadOptions::default())
             .await?;
@@ -158,10 +158,16 @@ pub async fn run(
         fingerprint: Some(fingerprint.as_str().to_string()),
     };
     ctx.progress.phase("committing");
-    let version = if staged_files {
-        let files = staging.files()?;
-        match staged_commit::commit_staged(&ctx.lake, table, &files, &logical_schema, &mode, &meta)
-            .await?
+    let version = if !staged_files.is_empty() {
+        match staged_commit::commit_staged(
+            &ctx.lake,
+            table,
+            &staged_files,
+            &logical_schema,
+            &mode,
+            &meta,
+        )
+        .await?
         {
             Some(version) => version,
             None => {
@@ -262,12 +268,6 @@ impl Staging {
         }
         files.sort();
         Ok(files)
-    }
-
-    fn has_files(&self) -> bool {
-        std::fs::read_dir(&self.dir)
-            .map(|mut entries| entries.any(|e| e.is_ok()))
-            .unwrap_or(false)
     }
 }
 

@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    Schema,
+    ArrowNumericType, DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type,
+    Int32Type, Int64Type, Schema,
 };
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, TableReference};
@@ -105,48 +105,32 @@ pub async fn commit_staged(
         .filter(|a| matches!(a, Action::Remove(_)))
         .count();
 
-    // Statistics first (nothing has moved if a footer cannot be read), then the moves.
-    let mut adds = Vec::with_capacity(files.len());
-    for (i, file) in files.iter().enumerate() {
-        let (rows, stats) = file_stats(file)?;
-        let name = format!("part-{i:05}-{}-c000.snappy.parquet", uuid::Uuid::new_v4());
-        adds.push((file, table_dir.join(&name), name, rows, stats));
-    }
-    let mut moved: Vec<&Path> = Vec::with_capacity(adds.len());
-    let mut rows_added = 0;
+    // Every file's action first (nothing has moved if a footer cannot be read), then the moves.
     let now_ms = chrono::Utc::now().timestamp_millis();
-    for (from, to, name, rows, stats) in &adds {
-        let moving = std::fs::rename(from, to)
-            .and_then(|()| std::fs::metadata(to))
-            .map_err(|e| Error::io(to, e));
-        let size = match moving {
-            Ok(found) => found.len() as i64,
-            Err(e) => {
-                remove_all(&moved);
-                return Err(e);
-            }
-        };
-        moved.push(to);
+    let mut adds = Vec::with_capacity(files.len());
+    let mut rows_added = 0;
+    for (i, file) in files.iter().enumerate() {
+        let name = format!("part-{i:05}-{}-c000.snappy.parquet", uuid::Uuid::new_v4());
+        let (rows, add) = add_action(file, name, now_ms)?;
         rows_added += rows;
-        actions.push(Action::Add(Add {
-            path: name.clone(),
-            partition_values: Default::default(),
-            size,
-            modification_time: now_ms,
-            data_change: true,
-            stats: Some(stats.clone()),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        }));
+        adds.push(add);
     }
+    let mut moved: Vec<PathBuf> = Vec::with_capacity(adds.len());
+    for (file, add) in files.iter().zip(&adds) {
+        let to = table_dir.join(&add.path);
+        if let Err(e) = std::fs::rename(file, &to) {
+            remove_all(&moved);
+            return Err(Error::io(&to, e));
+        }
+        moved.push(to);
+    }
+    let added_files = adds.len();
+    actions.extend(adds.into_iter().map(Action::Add));
 
     // The same operation and metrics delta-rs's writer records (`strata history` reads them).
     let metrics = json!({
         "execution_time_ms": started.elapsed().as_millis() as u64,
-        "num_added_files": adds.len(),
+        "num_added_files": added_files,
         "num_added_rows": rows_added,
         "num_partitions": 0,
         "num_removed_files": removed_files,
@@ -179,7 +163,7 @@ pub async fn commit_staged(
     }
 }
 
-fn remove_all(files: &[&Path]) {
+fn remove_all(files: &[PathBuf]) {
     for file in files {
         let _ = std::fs::remove_file(file);
     }
@@ -207,17 +191,33 @@ fn has_timestamp_ntz(data_type: &DeltaType) -> bool {
     }
 }
 
-/// A Parquet file's row count and its Delta statistics (`numRecords`, and per top-level column
-/// `nullCount`, `minValues`, `maxValues` where the footer has them), from the footer alone.
-fn file_stats(path: &Path) -> Result<(u64, String)> {
+/// The Delta action that adds `path` to a table as `name`, with its row count and statistics
+/// (`numRecords`, and per top-level column `nullCount`, `minValues`, `maxValues` where the footer
+/// has them), read from the footer alone.
+fn add_action(path: &Path, name: String, now_ms: i64) -> Result<(u64, Add)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len() as i64;
+    let footer_error =
+        |e: parquet::errors::ParquetError| Error::Internal(format!("{}: {e}", path.display()));
     let footer = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
-        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        .map_err(footer_error)?;
     let rows = footer.file_metadata().num_rows() as u64;
-    let stats =
-        stats_json(&footer).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-    Ok((rows, stats.to_string()))
+    let stats = stats_json(&footer).map_err(footer_error)?;
+    let add = Add {
+        path: name,
+        partition_values: Default::default(),
+        size,
+        modification_time: now_ms,
+        data_change: true,
+        stats: Some(stats.to_string()),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    };
+    Ok((rows, add))
 }
 
 fn stats_json(footer: &ParquetMetaData) -> parquet::errors::Result<Value> {
@@ -267,39 +267,16 @@ enum Bound {
 /// The least (or greatest) of the row groups' bounds, as Delta writes it in JSON, for the types
 /// whose JSON form is unambiguous; `None` for the others (timestamps, decimals, binary ...).
 fn bound(values: &ArrayRef, which: Bound) -> Option<Value> {
-    macro_rules! integer {
-        ($t:ty) => {{
-            let array = values.as_primitive::<$t>();
-            let v = match which {
-                Bound::Min => arrow::compute::min(array),
-                Bound::Max => arrow::compute::max(array),
-            }?;
-            Some(json!(v))
-        }};
-    }
-    macro_rules! float {
-        ($t:ty) => {{
-            let array = values.as_primitive::<$t>();
-            let v = match which {
-                Bound::Min => arrow::compute::min(array),
-                Bound::Max => arrow::compute::max(array),
-            }? as f64;
-            v.is_finite().then(|| json!(v))
-        }};
-    }
+    let finite = |v: f64| v.is_finite().then(|| json!(v));
     match values.data_type() {
-        DataType::Int8 => integer!(Int8Type),
-        DataType::Int16 => integer!(Int16Type),
-        DataType::Int32 => integer!(Int32Type),
-        DataType::Int64 => integer!(Int64Type),
-        DataType::Float32 => float!(Float32Type),
-        DataType::Float64 => float!(Float64Type),
+        DataType::Int8 => extreme::<Int8Type>(values, which).map(|v| json!(v)),
+        DataType::Int16 => extreme::<Int16Type>(values, which).map(|v| json!(v)),
+        DataType::Int32 => extreme::<Int32Type>(values, which).map(|v| json!(v)),
+        DataType::Int64 => extreme::<Int64Type>(values, which).map(|v| json!(v)),
+        DataType::Float32 => extreme::<Float32Type>(values, which).and_then(|v| finite(v.into())),
+        DataType::Float64 => extreme::<Float64Type>(values, which).and_then(finite),
         DataType::Date32 => {
-            let array = values.as_primitive::<Date32Type>();
-            let days = match which {
-                Bound::Min => arrow::compute::min(array),
-                Bound::Max => arrow::compute::max(array),
-            }?;
+            let days = extreme::<Date32Type>(values, which)?;
             let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)?;
             Some(json!(date.format("%Y-%m-%d").to_string()))
         }
@@ -312,6 +289,15 @@ fn bound(values: &ArrayRef, which: Bound) -> Option<Value> {
             (v.chars().count() <= MAX_STATS_STRING_CHARS).then(|| json!(v))
         }
         _ => None,
+    }
+}
+
+/// The least (or greatest) value in an array of row-group bounds of primitive type `T`.
+fn extreme<T: ArrowNumericType>(values: &ArrayRef, which: Bound) -> Option<T::Native> {
+    let array = values.as_primitive::<T>();
+    match which {
+        Bound::Min => arrow::compute::min(array),
+        Bound::Max => arrow::compute::max(array),
     }
 }
 
@@ -374,9 +360,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
         write_file(&path);
-        let (rows, stats) = file_stats(&path).unwrap();
+        let (rows, add) = add_action(&path, "f.parquet".into(), 0).unwrap();
         assert_eq!(rows, 4);
-        let stats: Value = serde_json::from_str(&stats).unwrap();
+        let stats: Value = serde_json::from_str(add.stats.as_deref().unwrap()).unwrap();
         assert_eq!(stats["numRecords"], 4);
         assert_eq!(
             stats["minValues"],
