@@ -592,7 +592,7 @@ async fn run_als_bench(args: als::BenchArgs) -> Result<()> {
         },
         args.factors,
         args.iterations,
-        args.regularization
+        args.params().regularization
     );
     let report = tokio::task::spawn_blocking(move || als::run_bench(&args))
         .await

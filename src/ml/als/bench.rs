@@ -21,7 +21,7 @@ use super::model::{AlsModel, AlsParams, Interactions, thread_pool};
 use super::ratings::Rating;
 
 /// Arguments of [`run_bench`], also the flags of `strata bench als`. Defaults: Spark's explicit
-/// setup ([`AlsParams::default`]).
+/// setup ([`AlsParams::default`]); the regularization follows [`AlsParams::default_regularization`].
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct BenchArgs {
     /// TAB-separated `user item rating` training file (extra columns ignored, header allowed).
@@ -34,12 +34,13 @@ pub struct BenchArgs {
     pub factors: usize,
     #[arg(long, default_value_t = AlsParams::default().iterations)]
     pub iterations: usize,
-    #[arg(long, default_value_t = AlsParams::default().regularization)]
-    pub regularization: f32,
-    /// Explicit only: a row with n ratings is penalised by regularization * n^e (1: ALS-WR as in
-    /// Spark; 0.5 with --biases and --regularization 1.3 measured best on ml-100k).
-    #[arg(long, default_value_t = AlsParams::default().regularization_exponent)]
-    pub regularization_exponent: f32,
+    /// Lambda (default: 0.1, Spark's regParam; 1.0 with --biases).
+    #[arg(long)]
+    pub regularization: Option<f32>,
+    /// Explicit only: a row with n ratings is penalised by regularization * n^e (default: 1,
+    /// ALS-WR as in Spark; 0.5 with --biases).
+    #[arg(long)]
+    pub regularization_exponent: Option<f32>,
     /// Implicit-feedback ALS (confidence 1 + alpha * rating) instead of explicit ALS-WR.
     #[arg(long)]
     pub implicit: bool,
@@ -66,8 +67,8 @@ impl Default for BenchArgs {
             test: PathBuf::new(),
             factors: p.factors,
             iterations: p.iterations,
-            regularization: p.regularization,
-            regularization_exponent: p.regularization_exponent,
+            regularization: None,
+            regularization_exponent: None,
             implicit: p.implicit,
             alpha: p.alpha,
             threads: None,
@@ -88,11 +89,13 @@ impl BenchArgs {
     }
 
     pub fn params(&self) -> AlsParams {
+        let (regularization, exponent) =
+            AlsParams::default_regularization(self.implicit, self.biases);
         AlsParams {
             factors: self.factors,
             iterations: self.iterations,
-            regularization: self.regularization,
-            regularization_exponent: self.regularization_exponent,
+            regularization: self.regularization.unwrap_or(regularization),
+            regularization_exponent: self.regularization_exponent.unwrap_or(exponent),
             alpha: self.alpha,
             seed: self.seed,
             implicit: self.implicit,

@@ -62,10 +62,13 @@ pub struct AlsSpec {
     /// Rank of the factorisation.
     pub factors: usize,
     pub iterations: usize,
-    pub regularization: f32,
+    /// Lambda; unset: 0.1 (Spark's regParam), 1.0 with biases. Always set after [`Self::resolve`]
+    /// (as the fingerprint, written before this key could be left out, expects).
+    pub regularization: Option<f32>,
     /// Explicit only: a row with n ratings is penalised by `regularization * n^exponent`; 1 is
-    /// ALS-WR (Spark), 0.5 the weighted trace norm that works best with biases.
-    pub regularization_exponent: f32,
+    /// ALS-WR (Spark), 0.5 the weighted trace norm that works best with biases. Unset: 1, or 0.5
+    /// with biases ([`AlsParams::default_regularization`]). Always set after [`Self::resolve`].
+    pub regularization_exponent: Option<f32>,
     /// Implicit feedback (Hu, Koren, Volinsky 2008) instead of explicit ALS-WR.
     pub implicit: bool,
     /// Implicit only: confidence `1 + alpha * r`.
@@ -95,8 +98,8 @@ impl Default for AlsSpec {
             weight_column: "weight".into(),
             factors: params.factors,
             iterations: params.iterations,
-            regularization: params.regularization,
-            regularization_exponent: params.regularization_exponent,
+            regularization: None,
+            regularization_exponent: None,
             implicit: params.implicit,
             alpha: params.alpha,
             biases: params.biases,
@@ -158,7 +161,12 @@ impl Default for EvalSpec {
 impl AlsSpec {
     /// Reads the step file, merges the config's settings over it and validates the result.
     pub fn resolve(file: &Path, config: Option<&Table>) -> Result<AlsSpec> {
-        crate::pipeline::settings::read_step_file(file, config, "ALS", AlsSpec::validate)
+        let mut spec =
+            crate::pipeline::settings::read_step_file(file, config, "ALS", AlsSpec::validate)?;
+        let params = spec.params();
+        spec.regularization = Some(params.regularization);
+        spec.regularization_exponent = Some(params.regularization_exponent);
+        Ok(spec)
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
@@ -216,11 +224,13 @@ impl AlsSpec {
 
     /// The training hyper-parameters.
     pub fn params(&self) -> AlsParams {
+        let (regularization, exponent) =
+            AlsParams::default_regularization(self.implicit, self.biases);
         AlsParams {
             factors: self.factors,
             iterations: self.iterations,
-            regularization: self.regularization,
-            regularization_exponent: self.regularization_exponent,
+            regularization: self.regularization.unwrap_or(regularization),
+            regularization_exponent: self.regularization_exponent.unwrap_or(exponent),
             alpha: self.alpha,
             seed: self.seed,
             implicit: self.implicit,
@@ -287,6 +297,30 @@ mod tests {
             assert!(err.contains("recommendations.als.toml"), "{err}");
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn biases_without_a_regularization_get_the_weighted_trace_norm_and_a_set_key_wins() {
+        let lambda = |text: &str| {
+            let p = resolve(text, None).unwrap().params();
+            (p.regularization, p.regularization_exponent)
+        };
+        assert_eq!(lambda(""), (0.1, 1.0));
+        assert_eq!(lambda("implicit = true"), (0.1, 1.0));
+        assert_eq!(lambda("biases = true"), (1.0, 0.5));
+        assert_eq!(lambda("biases = true\nregularization = 0.2"), (0.2, 0.5));
+        assert_eq!(
+            lambda("biases = true\nregularization_exponent = 1.0"),
+            (1.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn a_resolved_spec_serialises_its_regularization_as_before_it_could_be_left_out() {
+        // The step's fingerprint hashes this form: a lake trained before keeps its models.
+        let json = serde_json::to_value(resolve("", None).unwrap()).unwrap();
+        assert_eq!(json["regularization"], serde_json::json!(0.1f32));
+        assert_eq!(json["regularization_exponent"], serde_json::json!(1.0f32));
     }
 
     #[test]
