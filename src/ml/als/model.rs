@@ -592,11 +592,13 @@ impl AlsModel {
             .n_users()
             .max(self.data.n_items())
             .div_ceil(ROW_CHUNK);
-        let mut scratch: Vec<CgScratch> = (0..chunks).map(|_| CgScratch::new(f)).collect();
+        let mut scratch = ImplicitScratch {
+            cg: (0..chunks).map(|_| CgScratch::new(f)).collect(),
+            loss_terms: vec![0.0; self.data.n_users().max(self.data.n_items())],
+        };
         let mut gram_items = vec![0.0f32; f * f];
         let mut gram_users = vec![0.0f32; f * f];
         let mut partials = gram_partials(self.data.n_users().max(self.data.n_items()), f);
-        let mut user_terms = vec![0.0f64; self.data.n_users()];
         let data = Arc::clone(&self.data);
         let step = ImplicitStep {
             f,
@@ -610,17 +612,21 @@ impl AlsModel {
             // The user step starts from the factors the previous iteration ended with, and its
             // residuals hold every term of their loss: the loss of iteration n - 1 costs nothing
             // here (a separate pass cost 17% of the training at 25M ratings).
-            let terms = (iteration > 0).then_some(&mut user_terms[..]);
+            let work = if iteration > 0 {
+                RowWork::SolveAndLoss
+            } else {
+                RowWork::Solve
+            };
             step.half_step(
                 data.by_user(),
                 &self.item_factors,
                 &gram_items,
                 &mut self.user_factors,
                 &mut scratch,
-                RowWork::Solve { loss_terms: terms },
+                work,
             );
             if iteration > 0 {
-                let value = loss.value(&user_terms, &self.item_factors);
+                let value = loss.value(&scratch.loss_terms[..data.n_users()], &self.item_factors);
                 self.loss_history.push(value);
             }
             gram(&self.user_factors, f, &mut partials, &mut gram_users);
@@ -630,7 +636,7 @@ impl AlsModel {
                 &gram_users,
                 &mut self.item_factors,
                 &mut scratch,
-                RowWork::Solve { loss_terms: None },
+                RowWork::Solve,
             );
             gram(&self.item_factors, f, &mut partials, &mut gram_items);
         }
@@ -641,11 +647,9 @@ impl AlsModel {
             &gram_items,
             &mut self.user_factors,
             &mut scratch,
-            RowWork::LossOnly {
-                loss_terms: &mut user_terms,
-            },
+            RowWork::LossOnly,
         );
-        let value = loss.value(&user_terms, &self.item_factors);
+        let value = loss.value(&scratch.loss_terms[..data.n_users()], &self.item_factors);
         self.loss_history.push(value);
     }
 
@@ -1037,13 +1041,22 @@ impl ImplicitLoss {
     }
 }
 
+/// Working space of the implicit half steps, allocated once per fit.
+struct ImplicitScratch {
+    /// One per chunk of [`ROW_CHUNK`] rows.
+    cg: Vec<CgScratch>,
+    /// One per row of the larger side; the loss terms of the last user step that recorded them.
+    loss_terms: Vec<f64>,
+}
+
 /// What [`ImplicitStep::half_step`] does with each row.
-enum RowWork<'a> {
-    /// Solve it, and when given a slice (one entry per row), store the row's loss terms for the
-    /// factors it started from.
-    Solve { loss_terms: Option<&'a mut [f64]> },
+#[derive(Clone, Copy, PartialEq)]
+enum RowWork {
+    Solve,
+    /// Solve it and store the loss terms of the factors it started from.
+    SolveAndLoss,
     /// Only store its loss terms; the factors do not change.
-    LossOnly { loss_terms: &'a mut [f64] },
+    LossOnly,
 }
 
 /// Constants of one implicit half-step.
@@ -1065,28 +1078,19 @@ impl ImplicitStep {
         other: &[f32],
         gram: &[f32],
         own: &mut [f32],
-        scratch: &mut [CgScratch],
-        work: RowWork<'_>,
+        scratch: &mut ImplicitScratch,
+        work: RowWork,
     ) {
         let f = self.f;
-        assert!(scratch.len() >= rows.rows().div_ceil(ROW_CHUNK));
-        let (solve, terms) = match work {
-            RowWork::Solve { loss_terms } => (true, loss_terms),
-            RowWork::LossOnly { loss_terms } => (false, Some(loss_terms)),
-        };
-        // One loss slot per row, or none: chunked alongside the rows.
-        let terms: Vec<Option<&mut [f64]>> = match terms {
-            Some(t) => {
-                assert_eq!(t.len(), rows.rows(), "one loss term per row");
-                t.chunks_mut(ROW_CHUNK).map(Some).collect()
-            }
-            None => (0..rows.rows().div_ceil(ROW_CHUNK)).map(|_| None).collect(),
-        };
+        let ImplicitScratch { cg, loss_terms } = scratch;
+        // zip truncates silently: make sure every chunk has its scratch and its loss terms.
+        assert!(cg.len() >= rows.rows().div_ceil(ROW_CHUNK));
+        assert!(loss_terms.len() >= rows.rows(), "one loss term per row");
         // Once per half step, not per chunk: which SIMD registers this CPU has.
         let arch = pulp::Arch::new();
         own.par_chunks_mut(ROW_CHUNK * f)
-            .zip(scratch.par_iter_mut())
-            .zip(terms.into_par_iter())
+            .zip(cg.par_iter_mut())
+            .zip(loss_terms.par_chunks_mut(ROW_CHUNK))
             .enumerate()
             .for_each(|(c, ((xs, scratch), loss_terms))| {
                 arch.dispatch(ImplicitChunk {
@@ -1097,7 +1101,7 @@ impl ImplicitStep {
                     gram,
                     xs,
                     scratch,
-                    solve,
+                    work,
                     loss_terms,
                 })
             });
@@ -1115,9 +1119,9 @@ struct ImplicitChunk<'a> {
     gram: &'a [f32],
     xs: &'a mut [f32],
     scratch: &'a mut CgScratch,
-    /// Run the CG steps (else only the loss terms).
-    solve: bool,
-    loss_terms: Option<&'a mut [f64]>,
+    work: RowWork,
+    /// This chunk's rows' loss terms, written unless `work` is [`RowWork::Solve`].
+    loss_terms: &'a mut [f64],
 }
 
 impl pulp::WithSimd for ImplicitChunk<'_> {
@@ -1140,9 +1144,10 @@ impl pulp::WithSimd for ImplicitChunk<'_> {
             gram,
             xs,
             scratch: s,
-            solve,
-            mut loss_terms,
+            work,
+            loss_terms,
         } = self;
+        let (solve, with_loss) = (work != RowWork::LossOnly, work != RowWork::Solve);
         let apply_dense = |v: &[f32], out: &mut [f32]| {
             k.matvec(gram, v, out);
             k.axpy(reg, v, out);
@@ -1153,9 +1158,8 @@ impl pulp::WithSimd for ImplicitChunk<'_> {
                 if solve {
                     x.fill(0.0);
                 }
-                if let Some(t) = loss_terms.as_deref_mut() {
-                    t[i] = 0.0;
-                }
+                // Its factors are zero after any solve, so are its terms.
+                loss_terms[i] = 0.0;
                 continue;
             }
             // r = b − A x = −(YᵀY + λI) x + Σ (c − (c−1) y·x) y.
@@ -1165,7 +1169,6 @@ impl pulp::WithSimd for ImplicitChunk<'_> {
             for v in s.r.iter_mut() {
                 *v = -*v;
             }
-            let with_loss = loss_terms.is_some();
             sparse_update(k, cols, vals, other, f, x, &mut s.r, |r, d| {
                 let cm1 = alpha * r;
                 if with_loss {
@@ -1174,8 +1177,8 @@ impl pulp::WithSimd for ImplicitChunk<'_> {
                 }
                 1.0 + cm1 - cm1 * d
             });
-            if let Some(t) = loss_terms.as_deref_mut() {
-                t[i] = term;
+            if with_loss {
+                loss_terms[i] = term;
             }
             if !solve {
                 continue;
@@ -1287,7 +1290,10 @@ mod tests {
             .collect();
         let mut g = vec![0.0f32; f * f];
         let mut partials = gram_partials(d.n_items(), f);
-        let mut scratch: Vec<CgScratch> = (0..1).map(|_| CgScratch::new(f)).collect();
+        let mut scratch = ImplicitScratch {
+            cg: vec![CgScratch::new(f)],
+            loss_terms: vec![0.0; d.n_users()],
+        };
         pool(1).install(|| {
             gram(&y, f, &mut partials, &mut g);
             let step = ImplicitStep {
@@ -1296,14 +1302,7 @@ mod tests {
                 alpha,
                 cg_steps: 3 * f,
             };
-            step.half_step(
-                d.by_user(),
-                &y,
-                &g,
-                &mut x,
-                &mut scratch,
-                RowWork::Solve { loss_terms: None },
-            );
+            step.half_step(d.by_user(), &y, &g, &mut x, &mut scratch, RowWork::Solve);
         });
         for u in 0..d.n_users() {
             let (cols, vals) = d.user_row(u as u32);
@@ -1356,18 +1355,18 @@ mod tests {
             cg_steps: 3,
         };
         let chunks = d.n_users().div_ceil(ROW_CHUNK);
-        let mut scratch: Vec<CgScratch> = (0..chunks).map(|_| CgScratch::new(f)).collect();
-        let (mut only, mut solving) = (vec![0.0; d.n_users()], vec![0.0; d.n_users()]);
+        let mut scratch = ImplicitScratch {
+            cg: (0..chunks).map(|_| CgScratch::new(f)).collect(),
+            loss_terms: vec![0.0; d.n_users()],
+        };
         let (mut x_only, mut x_solved) = (x.clone(), x.clone());
-        pool(2).install(|| {
-            let work = RowWork::LossOnly {
-                loss_terms: &mut only,
-            };
-            step.half_step(d.by_user(), &y, &g, &mut x_only, &mut scratch, work);
-            let work = RowWork::Solve {
-                loss_terms: Some(&mut solving),
-            };
-            step.half_step(d.by_user(), &y, &g, &mut x_solved, &mut scratch, work);
+        let users = d.by_user();
+        let (only, solving) = pool(2).install(|| {
+            step.half_step(users, &y, &g, &mut x_only, &mut scratch, RowWork::LossOnly);
+            let only = scratch.loss_terms.clone();
+            let work = RowWork::SolveAndLoss;
+            step.half_step(users, &y, &g, &mut x_solved, &mut scratch, work);
+            (only, scratch.loss_terms.clone())
         });
         // Loss only leaves the factors alone; solving reports the loss of where it started.
         assert_eq!(x_only, x);
