@@ -95,15 +95,9 @@ pub async fn commit(
     mode: WriteMode,
     meta: &CommitMeta,
 ) -> Result<u64> {
-    // The same streaming path as step results: one place decides casts and write modes.
-    let ctx = crate::session::scratch_session();
-    let frame = if batches.is_empty() {
-        // deltalake needs the schema even when there is no row.
-        ctx.read_batch(RecordBatch::new_empty(schema))?
-    } else {
-        ctx.read_batches(batches)?
-    };
-    commit_frame(lake, table, frame, mode, meta).await
+    let delta = lake.open_for_write(table).await?;
+    let written = commit_to(delta, table, schema, batches, mode, meta).await?;
+    Ok(written.version().unwrap_or(0))
 }
 
 /// Writes the rows of `frame` to `table` in one commit, streaming (memory stays bounded by
@@ -116,9 +110,42 @@ pub async fn commit_frame(
     mode: WriteMode,
     meta: &CommitMeta,
 ) -> Result<u64> {
+    let delta = lake.open_for_write(table).await?;
+    let written = commit_frame_to(delta, table, frame, mode, meta).await?;
+    Ok(written.version().unwrap_or(0))
+}
+
+/// [`commit`] into a table already open (from [`Lake::open_for_write`] or an earlier commit, at
+/// any version: a newer one is merged by delta-rs's conflict check, as for any concurrent
+/// writer). Returns the table at the version written, ready for the next commit.
+pub async fn commit_to(
+    delta: DeltaTable,
+    table: &TableName,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    mode: WriteMode,
+    meta: &CommitMeta,
+) -> Result<DeltaTable> {
+    // The same streaming path as step results: one place decides casts and write modes.
+    let ctx = crate::session::scratch_session();
+    let frame = if batches.is_empty() {
+        // deltalake needs the schema even when there is no row.
+        ctx.read_batch(RecordBatch::new_empty(schema))?
+    } else {
+        ctx.read_batches(batches)?
+    };
+    commit_frame_to(delta, table, frame, mode, meta).await
+}
+
+async fn commit_frame_to(
+    delta: DeltaTable,
+    table: &TableName,
+    frame: DataFrame,
+    mode: WriteMode,
+    meta: &CommitMeta,
+) -> Result<DeltaTable> {
     let target = delta_schema(frame.schema().as_arrow());
     let frame = with_delta_types(frame)?;
-    let delta = lake.open_for_write(table).await?;
     let exists = delta.version().is_some();
     let properties = meta.properties();
     if let WriteMode::Merge {
@@ -131,7 +158,7 @@ pub async fn commit_frame(
             .map_err(|e| Error::delta(table, e))?
             .with_merge_schema(*evolve_schema);
         let (merged, _metrics) = builder.await.map_err(|e| Error::delta(table, e))?;
-        return Ok(merged.version().unwrap_or(0));
+        return Ok(merged);
     }
     let (state, plan) = frame.into_parts();
     let row_group_rows = state
@@ -183,8 +210,7 @@ pub async fn commit_frame(
             .with_replace_where(predicate),
         WriteMode::Merge { .. } => unreachable!("merge into an existing table is handled above"),
     };
-    let written = builder.await.map_err(|e| Error::delta(table, e))?;
-    Ok(written.version().unwrap_or(0))
+    builder.await.map_err(|e| Error::delta(table, e))
 }
 
 fn merge_builder(

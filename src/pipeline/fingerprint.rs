@@ -116,10 +116,10 @@ mod tests {
     /// once after an upgrade, so it must be deliberate (and documented in the module doc).
     #[test]
     fn training_fingerprints_are_the_values_earlier_versions_wrote() {
-        let als = Fingerprint::of("als", &AlsSpec::default()).unwrap();
+        let als = Fingerprint::of("als", &AlsSpec::default().resolved()).unwrap();
         assert_eq!(als.as_str(), ALS_DEFAULT);
         // A key added later counts only away from its default.
-        let mut every_user = AlsSpec::default();
+        let mut every_user = AlsSpec::default().resolved();
         every_user.eval.max_users = 0;
         assert_ne!(Fingerprint::of("als", &every_user).unwrap(), als);
         let classifier = ClassifierSpec {

@@ -62,6 +62,8 @@ pub struct StepContext {
     pub session: SessionOptions,
     /// This step's progress (each step of a run gets its own).
     pub progress: Arc<StepProgress>,
+    /// Where the run's step attempts are appended, shared by every step.
+    pub step_runs: Arc<run_log::StepRunsLog>,
 }
 
 /// What happened to a step's table.

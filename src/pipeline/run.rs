@@ -120,6 +120,7 @@ pub async fn run_locked(
         full_refresh: options.full_refresh,
         session: config.session_options()?,
         progress: Arc::default(),
+        step_runs: Arc::default(),
     };
     observer.started(&ctx.session, selected.len());
     info!(
@@ -424,7 +425,11 @@ async fn input_versions(lake: &Lake, step: &Step) -> BTreeMap<String, u64> {
 /// Appends the step's row to `system.step_runs`; a failure to log is a warning, not a failed step.
 async fn log_step(ctx: &StepContext, report: &StepReport, inputs: &BTreeMap<String, u64>) {
     let started = Utc::now() - chrono::Duration::milliseconds(report.elapsed_ms as i64);
-    if let Err(e) = run_log::record_step(&ctx.lake, &ctx.run_id, started, report, inputs).await {
+    let recorded = ctx
+        .step_runs
+        .record(&ctx.lake, &ctx.run_id, started, report, inputs)
+        .await;
+    if let Err(e) = recorded {
         warn!(step = %report.table, error = %e, "could not append to system.step_runs");
     }
 }

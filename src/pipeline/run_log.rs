@@ -14,6 +14,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -176,14 +177,54 @@ async fn set_aside_legacy_runs(lake: &Lake) -> Result<()> {
     Ok(())
 }
 
-/// Appends one step attempt to `system.step_runs`.
-pub async fn record_step(
-    lake: &Lake,
+/// `system.step_runs` held open for one run. Each append commits on top of the version the
+/// previous one left instead of opening the table again: opening replays its log since the last
+/// checkpoint, 11 versions more per run of the sample pipeline, and a rerun with nothing to do
+/// took 0.37 s after one earlier run and 1.17 s after fifteen.
+#[derive(Debug, Default)]
+pub struct StepRunsLog {
+    table: tokio::sync::Mutex<Option<DeltaTable>>,
+}
+
+impl StepRunsLog {
+    /// Appends one step attempt. Steps running at once append one after the other; a writer
+    /// outside this run (a second process) is merged by delta-rs's conflict check.
+    pub async fn record(
+        &self,
+        lake: &Lake,
+        run_id: &str,
+        started_at: DateTime<Utc>,
+        report: &StepReport,
+        inputs: &BTreeMap<String, u64>,
+    ) -> Result<()> {
+        let (schema, batch) = step_row(run_id, started_at, report, inputs)?;
+        let meta = CommitMeta {
+            run_id: run_id.to_string(),
+            step: step_runs_table().to_string(),
+            ..Default::default()
+        };
+        let mut open = self.table.lock().await;
+        let delta = match open.take() {
+            Some(delta) => delta,
+            None => lake.open_for_write(&step_runs_table()).await?,
+        };
+        // Adds the `engine` column to tables written before it existed. After a failure the next
+        // append opens the table afresh.
+        let mode = WriteMode::AppendAddingColumns;
+        let written =
+            commit::commit_to(delta, &step_runs_table(), schema, vec![batch], mode, &meta).await?;
+        *open = Some(written);
+        Ok(())
+    }
+}
+
+/// The `system.step_runs` row of one step attempt.
+fn step_row(
     run_id: &str,
     started_at: DateTime<Utc>,
     report: &StepReport,
     inputs: &BTreeMap<String, u64>,
-) -> Result<()> {
+) -> Result<(SchemaRef, RecordBatch)> {
     let ended_at = started_at + chrono::Duration::milliseconds(report.elapsed_ms as i64);
     let schema = Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),
@@ -221,15 +262,7 @@ pub async fn record_step(
             Arc::new(StringArray::from(vec![Some(report.engine.as_str())])),
         ],
     )?;
-    let meta = CommitMeta {
-        run_id: run_id.to_string(),
-        step: step_runs_table().to_string(),
-        ..Default::default()
-    };
-    // Adds the `engine` column to tables written before it existed.
-    let mode = WriteMode::AppendAddingColumns;
-    commit::commit(lake, &step_runs_table(), schema, vec![batch], mode, &meta).await?;
-    Ok(())
+    Ok((schema, batch))
 }
 
 /// Runs newest first, at most `limit`.
@@ -328,4 +361,55 @@ async fn query_json(lake: &Arc<Lake>, sql: &str) -> Result<Vec<Value>> {
     let text =
         crate::output::batches(&result.schema, &result.batches, crate::output::Format::Json)?;
     Ok(serde_json::from_str(&text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(step: &str) -> StepReport {
+        StepReport {
+            table: step.parse().unwrap(),
+            attempt: 1,
+            status: StepStatus::Committed,
+            rows: Some(1),
+            version: Some(0),
+            elapsed_ms: 5,
+            detail: String::new(),
+            error: None,
+            engine: "local".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_held_open_keeps_every_row_when_another_writer_appends_in_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(Lake::try_new(dir.path()).unwrap());
+        let (ours, theirs) = (StepRunsLog::default(), StepRunsLog::default());
+        let (now, inputs) = (Utc::now(), BTreeMap::new());
+        ours.record(&lake, "run-a", now, &report("silver.a"), &inputs)
+            .await
+            .unwrap();
+        // A second process appends while `ours` still holds version 0.
+        theirs
+            .record(&lake, "run-b", now, &report("silver.b"), &inputs)
+            .await
+            .unwrap();
+        ours.record(&lake, "run-a", now, &report("silver.c"), &inputs)
+            .await
+            .unwrap();
+        let steps = |run: &'static str| {
+            let lake = Arc::clone(&lake);
+            async move {
+                let rows = run_steps(&lake, run).await.unwrap();
+                rows.iter().map(|r| r["step"].clone()).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(steps("run-a").await, ["silver.a", "silver.c"]);
+        assert_eq!(steps("run-b").await, ["silver.b"]);
+        assert_eq!(
+            lake.open(&step_runs_table()).await.unwrap().version(),
+            Some(2)
+        );
+    }
 }
