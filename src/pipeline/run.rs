@@ -130,6 +130,7 @@ pub async fn run_locked(
         spill_dir = %config.spill_root().display(),
         "run started"
     );
+    run_log::set_aside_legacy_runs(&lake).await?;
     // Holding the lock, every run still marked running belongs to a process that is gone.
     match run_log::mark_abandoned(&lake, ctx.started_at).await {
         Ok(0) => {}

@@ -121,7 +121,6 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
     if runs.is_empty() {
         return Ok(());
     }
-    set_aside_legacy_runs(lake).await?;
     let meta = CommitMeta {
         run_id: runs[0].run_id.clone(),
         step: runs_table().to_string(),
@@ -144,8 +143,9 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
 }
 
 /// Before run-level history, `system.runs` held one row per step. Such a table is renamed to
-/// `system.runs_per_step` (still readable, history intact) so the new one can start.
-async fn set_aside_legacy_runs(lake: &Lake) -> Result<()> {
+/// `system.runs_per_step` (still readable, history intact) so the new one can start. Called once
+/// as a run starts, before anything reads or writes `system.runs`.
+pub async fn set_aside_legacy_runs(lake: &Lake) -> Result<()> {
     let table = runs_table();
     // Remote lakes are newer than the per-step layout: only local lakes can hold it.
     let (Some(from), Some(to)) = (
