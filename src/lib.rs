@@ -43,7 +43,10 @@
 //!   commits, publishing training outputs all or none, retries, the run scheduler (telling a
 //!   `RunObserver` how each step goes, with its live `StepProgress`), the run log and the lake lock,
 //!   and runs started from `serve` (on request or on a cron schedule).
-//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, SQL, recommendations,
+//! - [`diff`]: what changed in a table between two versions (schema, rows added, removed and
+//!   changed), for `strata diff` and the API; the key rows are matched on comes from the caller
+//!   (the step's, via [`pipeline::dag::Dag::natural_key`]).
+//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, diffs, SQL, recommendations,
 //!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI).
 //! - [`cli`]: the command line, and what `strata run` shows while it runs (live progress lines on a
 //!   terminal).
@@ -55,6 +58,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod fixtures;

@@ -55,6 +55,7 @@ use state::AppState;
         tables::table_read,
         tables::table_history,
         tables::table_schema,
+        tables::table_diff,
         rows::rows_post,
         query::query_run,
         recommendations::recommendations_get,
@@ -103,6 +104,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tables/{table}", get(tables::table_read))
         .route("/v1/tables/{table}/history", get(tables::table_history))
         .route("/v1/tables/{table}/schema", get(tables::table_schema))
+        .route("/v1/tables/{table}/diff", get(tables::table_diff))
         .route("/v1/tables/{table}/rows", post(rows::rows_post))
         .route("/v1/query", post(query::query_run))
         .route(

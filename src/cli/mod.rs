@@ -32,6 +32,7 @@ macro_rules! emit {
     }};
 }
 
+mod diff_output;
 mod run_output;
 
 use run_output::RunOutput;
@@ -87,6 +88,25 @@ pub enum Command {
     /// Run read-only SQL over the lake (time travel: table_version('t', N), table_as_of('t', 'ts')).
     Query {
         sql: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// What changed in TABLE between two versions: schema, then rows added, removed and changed.
+    Diff {
+        table: String,
+        /// The older version.
+        #[arg(long)]
+        from: u64,
+        /// The newer version (default: the latest).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Columns that identify a row (default: the step's unique_key, else its first unique
+        /// expectation, else every column); repeatable.
+        #[arg(long, num_args = 1..)]
+        key: Vec<String>,
+        /// Rows shown per kind of change.
+        #[arg(long, default_value_t = crate::diff::DEFAULT_SAMPLE_ROWS)]
+        limit: usize,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -384,6 +404,26 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 "{}",
                 output::batches(&result.schema, &result.batches, format)?
             );
+            Ok(())
+        }
+        Command::Diff {
+            table,
+            from,
+            to,
+            key,
+            limit,
+            format,
+        } => {
+            let lake = Arc::new(open_lake(&config, false).await?);
+            let table: TableName = table.parse()?;
+            let key = if key.is_empty() {
+                Dag::build(&config, &lake).await?.natural_key(&table)
+            } else {
+                key
+            };
+            let options = config.session_options()?;
+            let diff = crate::diff::diff(&lake, &options, &table, from, to, &key, limit).await?;
+            emit!("{}", diff_output::render(&diff, format)?);
             Ok(())
         }
         Command::Restore { table, version } => {

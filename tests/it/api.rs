@@ -816,3 +816,58 @@ fn the_binary_serves_and_stops_cleanly_on_sigterm() {
         "graceful shutdown exits 0, got {status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_of_two_versions_counts_and_shows_the_changed_cells() {
+    let project = built_project();
+    let mut ratings = crate::support::project::RATINGS.to_string();
+    ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n"); // user 6 re-rates movie 2
+    project.write_raw("ratings.dat", ratings.as_bytes());
+    project.ok(&["run"]);
+    let server = TestServer::start(&project, "").await;
+
+    let (status, diff) = server
+        .get_json("/v1/tables/silver.ratings/diff?from=0")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["to_version"], 1);
+    assert_eq!(diff["key"], serde_json::json!(["user_id", "movie_id"]));
+    assert_eq!(
+        diff["counts"],
+        serde_json::json!({"rows_from": 22, "rows_to": 22, "added": 0, "removed": 0, "changed": 1})
+    );
+    assert_eq!(diff["changed"][0]["key"]["user_id"], 6);
+    assert_eq!(diff["changed"][0]["cells"][0]["column"], "rating");
+    assert_eq!(diff["changed"][0]["cells"][0]["from"], 4);
+    assert_eq!(diff["changed"][0]["cells"][0]["to"], 1);
+
+    let (_, same) = server
+        .get_json("/v1/tables/silver.ratings/diff?from=1&to=1&key=movie_id,user_id")
+        .await;
+    assert_eq!(same["counts"]["changed"], 0);
+    assert_eq!(same["key"], serde_json::json!(["movie_id", "user_id"]));
+
+    // A key that does not identify a row would pair rows that have nothing to do with each other.
+    let (got, body) = server
+        .get_json("/v1/tables/silver.ratings/diff?from=0&key=user_id")
+        .await;
+    assert_eq!(got.as_u16(), 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not unique in version 0"),
+        "{body}"
+    );
+
+    for (path, status) in [
+        ("/v1/tables/silver.ratings/diff?from=0&key=nope", 400),
+        ("/v1/tables/silver.ratings/diff?from=9", 404),
+        ("/v1/tables/silver.ratings/diff", 400),
+    ] {
+        let (got, body) = server.get_json(path).await;
+        assert_eq!(got.as_u16(), status, "{path}: {body}");
+    }
+    let (_, openapi) = server.get_json("/openapi.json").await;
+    assert!(openapi["paths"]["/v1/tables/{table}/diff"].is_object());
+}

@@ -256,3 +256,76 @@ fn bench_als_prints_one_json_object_with_the_peer_metrics() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.tsv"));
 }
+
+#[test]
+fn diff_shows_rows_added_and_changed_between_versions_keyed_on_the_steps_unique_key() {
+    let project = Project::movielens();
+    project.ok(&["run"]);
+    let mut ratings = crate::support::project::RATINGS.to_string();
+    ratings.push_str("1::1::2::978400000\n"); // a re-rating: the pair changes
+    ratings.push_str("5::5::4::978400000\n"); // a new pair (movie 5 exists, user 5 too)
+    project.write_raw("ratings.dat", ratings.as_bytes());
+    project.ok(&["run"]);
+
+    // silver.ratings declares expect.unique = [["user_id", "movie_id"]]: that is the key.
+    let text = project.ok(&["diff", "silver.ratings", "--from", "0"]);
+    assert!(
+        text.contains("version 0 -> 1, rows matched on user_id, movie_id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rows 20 -> 21: 1 added, 0 removed, 1 changed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("user_id=1 movie_id=1  rating: 5 -> 2"),
+        "{text}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&project.ok(&[
+        "diff",
+        "silver.ratings",
+        "--from",
+        "0",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["added"][0]["user_id"], 5);
+    assert_eq!(json["added"][0]["movie_id"], 5);
+    let cells: Vec<&str> = json["changed"][0]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(cells, ["rating", "rated_at"]);
+
+    // Keyed on every column, the re-rating is one row removed and one added.
+    let json: serde_json::Value = serde_json::from_str(&project.ok(&[
+        "diff",
+        "silver.ratings",
+        "--from",
+        "0",
+        "--to",
+        "1",
+        "--key",
+        "user_id",
+        "movie_id",
+        "rating",
+        "rated_at",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["counts"]["added"], 2);
+    assert_eq!(json["counts"]["removed"], 1);
+    assert_eq!(json["counts"]["changed"], 0);
+
+    let out = project.strata(&["diff", "silver.ratings", "--from", "0", "--key", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("key column \"nope\""), "{stderr}");
+    let out = project.strata(&["diff", "silver.ratings", "--from", "7"]);
+    assert_ne!(out.status.code(), Some(0));
+}

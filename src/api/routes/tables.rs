@@ -1,4 +1,5 @@
-//! `/v1/tables`: the catalog, pages of rows (with time travel), version history and schemas.
+//! `/v1/tables`: the catalog, pages of rows (with time travel), version history, schemas and
+//! the diff of two versions.
 
 use std::sync::Arc;
 
@@ -180,4 +181,62 @@ pub async fn table_schema(
             .collect(),
     };
     Ok(Json(body).into_response())
+}
+
+/// Query parameters of `GET /v1/tables/{table}/diff`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct DiffQuery {
+    /// The older version.
+    pub from: u64,
+    /// The newer version (default: the latest).
+    pub to: Option<u64>,
+    /// Comma-separated columns that identify a row (default: the step's `unique_key`, else its
+    /// first `unique` expectation, else every column).
+    pub key: Option<String>,
+    /// Rows shown per kind of change (default 20, at most serve.max_page_rows).
+    pub limit: Option<usize>,
+}
+
+/// What changed between two versions: schema, then counts and a few rows added, removed and
+/// changed (each changed row with the cells that differ).
+#[utoipa::path(get, path = "/v1/tables/{table}/diff", tag = "tables",
+    params(("table" = String, Path), DiffQuery),
+    responses(
+        (status = 200, body = crate::diff::TableDiff),
+        (status = 400, body = crate::api::error::ErrorBody),
+        (status = 404, body = crate::api::error::ErrorBody),
+    ))]
+pub async fn table_diff(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DiffQuery>,
+) -> ApiResult<Json<crate::diff::TableDiff>> {
+    let table = table_name(&state, &table).await?;
+    let key: Vec<String> = match query.key.as_deref() {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => crate::pipeline::dag::Dag::build(&state.config, &state.lake)
+            .await?
+            .natural_key(&table),
+    };
+    let limit = query
+        .limit
+        .unwrap_or(crate::diff::DEFAULT_SAMPLE_ROWS)
+        .min(state.config.serve.max_page_rows);
+    let options = state.query_session_options()?;
+    let diff = crate::diff::diff(
+        &state.lake,
+        &options,
+        &table,
+        query.from,
+        query.to,
+        &key,
+        limit,
+    )
+    .await?;
+    Ok(Json(diff))
 }

@@ -20,7 +20,7 @@ use crate::catalog::{Lake, TableName};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{DagError, Error, Result};
-use crate::pipeline::step::{self, Step, ingest};
+use crate::pipeline::step::{self, Step, StepKind, ingest};
 
 pub use render::DagFormat;
 
@@ -118,6 +118,24 @@ impl Dag {
 
     pub fn step(&self, table: &TableName) -> Option<&Step> {
         self.steps.get(table)
+    }
+
+    /// The columns that identify a row of `table` (what `strata diff` matches rows on): its SQL
+    /// step's `unique_key`, else the first key of its `unique` expectations; empty when neither
+    /// is declared or no SQL step builds the table.
+    pub fn natural_key(&self, table: &TableName) -> Vec<String> {
+        let Some(StepKind::Sql(sql)) = self.step(table).map(|s| &s.kind) else {
+            return Vec::new();
+        };
+        if !sql.settings.unique_key.is_empty() {
+            return sql.settings.unique_key.clone();
+        }
+        sql.settings
+            .expect
+            .unique
+            .first()
+            .map(|key| key.columns())
+            .unwrap_or_default()
     }
 
     /// The steps to run for `--select` (plus everything downstream of them with `downstream`).
