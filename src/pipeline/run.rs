@@ -292,7 +292,21 @@ pub async fn run_locked(
     if let Err(e) = run_log::upsert_runs(&lake, &[record]).await {
         warn!(error = %e, "could not record the run's outcome in system.runs");
     }
+    // Still holding the lock: nobody else writes the run log while it is rewritten.
+    if let Err(e) = compact_run_log(&ctx).await {
+        warn!(error = %e, "could not compact the run log");
+    }
     Ok(summary)
+}
+
+/// Keeps `system.step_runs` and `system.runs` to a few files ([`run_log::COMPACT_AT_FILES`]).
+async fn compact_run_log(ctx: &StepContext) -> Result<()> {
+    ctx.step_runs.compact_if_fragmented(&ctx.lake).await?;
+    let runs = run_log::runs_table();
+    if ctx.lake.exists(&runs).await? {
+        run_log::compact_if_fragmented(ctx.lake.open(&runs).await?, &runs).await?;
+    }
+    Ok(())
 }
 
 /// The steps a resumed run must run: those the earlier run selected minus those whose last attempt

@@ -216,6 +216,42 @@ impl StepRunsLog {
         *open = Some(written);
         Ok(())
     }
+
+    /// Compacts `system.step_runs` (see [`compact_if_fragmented`]) from the table this log holds
+    /// open, so the check reads no log.
+    pub async fn compact_if_fragmented(&self, lake: &Lake) -> Result<()> {
+        let mut open = self.table.lock().await;
+        let delta = match open.take() {
+            Some(delta) => delta,
+            None if lake.exists(&step_runs_table()).await? => lake.open(&step_runs_table()).await?,
+            None => return Ok(()),
+        };
+        *open = Some(compact_if_fragmented(delta, &step_runs_table()).await?);
+        Ok(())
+    }
+}
+
+/// Files a run-log table may hold before the end of a run compacts it. Every step attempt appends
+/// one small file to `system.step_runs` and every run two to `system.runs`; reading them
+/// (`strata runs`, `GET /v1/runs`) opens each file, which a thousand runs would make slow.
+pub const COMPACT_AT_FILES: usize = 64;
+
+/// Rewrites `delta`'s files into one when it has more than [`COMPACT_AT_FILES`] (Delta OPTIMIZE:
+/// same rows, a new version marked as no data change). Returns the table as it now is.
+pub async fn compact_if_fragmented(delta: DeltaTable, table: &TableName) -> Result<DeltaTable> {
+    let files = delta
+        .snapshot()
+        .map_err(|e| crate::error::Error::delta(table, e))?
+        .log_data()
+        .num_files();
+    if files <= COMPACT_AT_FILES {
+        return Ok(delta);
+    }
+    let (compacted, _metrics) = delta
+        .optimize()
+        .await
+        .map_err(|e| crate::error::Error::delta(table, e))?;
+    Ok(compacted)
 }
 
 /// The `system.step_runs` row of one step attempt.
@@ -411,5 +447,41 @@ mod tests {
             lake.open(&step_runs_table()).await.unwrap().version(),
             Some(2)
         );
+    }
+
+    #[tokio::test]
+    async fn a_fragmented_step_log_is_compacted_to_one_file_with_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(Lake::try_new(dir.path()).unwrap());
+        let log = StepRunsLog::default();
+        let files = |lake: Arc<Lake>| async move {
+            let delta = lake.open(&step_runs_table()).await.unwrap();
+            delta.snapshot().unwrap().log_data().num_files()
+        };
+        let (now, inputs) = (Utc::now(), BTreeMap::new());
+        for n in 0..COMPACT_AT_FILES {
+            let step = format!("silver.s{n}");
+            log.record(&lake, "run-a", now, &report(&step), &inputs)
+                .await
+                .unwrap();
+        }
+        // At the threshold nothing is rewritten.
+        log.compact_if_fragmented(&lake).await.unwrap();
+        assert_eq!(files(Arc::clone(&lake)).await, COMPACT_AT_FILES);
+
+        log.record(&lake, "run-a", now, &report("silver.last"), &inputs)
+            .await
+            .unwrap();
+        log.compact_if_fragmented(&lake).await.unwrap();
+        assert_eq!(files(Arc::clone(&lake)).await, 1);
+        assert_eq!(
+            run_steps(&lake, "run-a").await.unwrap().len(),
+            COMPACT_AT_FILES + 1
+        );
+        // The log still appends after compacting.
+        log.record(&lake, "run-b", now, &report("silver.next"), &inputs)
+            .await
+            .unwrap();
+        assert_eq!(run_steps(&lake, "run-b").await.unwrap().len(), 1);
     }
 }
