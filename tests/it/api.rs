@@ -830,6 +830,16 @@ async fn diff_of_two_versions_counts_and_shows_the_changed_cells() {
         .get_json("/v1/tables/silver.ratings/diff?from=0")
         .await;
     assert_eq!(status, StatusCode::OK, "{diff}");
+    // The same two versions again: cached, and a client holding it gets 304.
+    let first = server.get("/v1/tables/silver.ratings/diff?from=0").await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let again = reqwest::Client::new()
+        .get(server.url("/v1/tables/silver.ratings/diff?from=0&to=1"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(diff["to_version"], 1);
     assert_eq!(diff["key"], serde_json::json!(["user_id", "movie_id"]));
     assert_eq!(
