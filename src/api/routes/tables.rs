@@ -198,11 +198,13 @@ pub struct DiffQuery {
 }
 
 /// What changed between two versions: schema, then counts and a few rows added, removed and
-/// changed (each changed row with the cells that differ).
+/// changed (each changed row with the cells that differ). Both versions are fixed once `to` is
+/// known, so the answer is cached and ETagged under them (and the key and limit).
 #[utoipa::path(get, path = "/v1/tables/{table}/diff", tag = "tables",
     params(("table" = String, Path), DiffQuery),
     responses(
         (status = 200, body = crate::diff::TableDiff),
+        (status = 304, description = "If-None-Match matched: the same two versions, key and limit"),
         (status = 400, body = crate::api::error::ErrorBody),
         (status = 404, body = crate::api::error::ErrorBody),
     ))]
@@ -210,8 +212,13 @@ pub async fn table_diff(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
     axum::extract::Query(query): axum::extract::Query<DiffQuery>,
-) -> ApiResult<Json<crate::diff::TableDiff>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let table = table_name(&state, &table).await?;
+    let to = match query.to {
+        Some(to) => to,
+        None => state.snapshots.latest(&table).await?.version,
+    };
     let key: Vec<String> = match query.key.as_deref() {
         Some(list) => list
             .split(',')
@@ -227,16 +234,18 @@ pub async fn table_diff(
         .limit
         .unwrap_or(crate::diff::DEFAULT_SAMPLE_ROWS)
         .min(state.config.serve.max_page_rows);
-    let options = state.query_session_options()?;
-    let diff = crate::diff::diff(
-        &state.lake,
-        &options,
-        &table,
-        query.from,
-        query.to,
-        &key,
-        limit,
-    )
-    .await?;
-    Ok(Json(diff))
+    let from = query.from;
+    let cache_key = format!("diff|{table}@{from}..{to}|{}|{limit}", key.join(","));
+    let make = async {
+        let options = state.query_session_options()?;
+        let lake = &state.lake;
+        let diff = crate::diff::diff(lake, &options, &table, from, Some(to), &key, limit).await?;
+        let body = serde_json::to_vec(&diff).map_err(crate::error::Error::from)?;
+        Ok(Cached::new(&cache_key, "application/json", body))
+    };
+    let cached = state
+        .cache
+        .get_or_make("table_diff", cache_key.clone(), make)
+        .await?;
+    Ok(cached.respond(&headers))
 }
