@@ -140,12 +140,13 @@ pub async fn json_errors(
 ) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    // JSON errors pass as they are, and so do the dashboard's HTML error pages.
+    let already_rendered = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || already_rendered {
         return response;
     }
     let code = match status {

@@ -316,6 +316,25 @@ pub async fn list_runs(lake: &Arc<Lake>, limit: usize) -> Result<Vec<Value>> {
     .await
 }
 
+/// The last attempt of every step of each of `run_ids` (`run_id`, `step`, `attempt`, `status`,
+/// `rows`, `version`, `ended_at`): one query for a page of the runs grid.
+pub async fn last_attempts(lake: &Arc<Lake>, run_ids: &[String]) -> Result<Vec<Value>> {
+    if run_ids.is_empty() || !lake.exists(&step_runs_table()).await? {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = run_ids.iter().map(|id| commit::quote_literal(id)).collect();
+    query_json(
+        lake,
+        &format!(
+            "SELECT run_id, step, attempt, status, rows, version, ended_at FROM ( \
+               SELECT *, row_number() OVER (PARTITION BY run_id, step ORDER BY attempt DESC) AS n \
+               FROM system.step_runs WHERE run_id IN ({})) WHERE n = 1",
+            ids.join(", ")
+        ),
+    )
+    .await
+}
+
 /// The step attempts of one run, in the order they finished.
 pub async fn run_steps(lake: &Arc<Lake>, run_id: &str) -> Result<Vec<Value>> {
     if !lake.exists(&step_runs_table()).await? {

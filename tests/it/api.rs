@@ -881,3 +881,114 @@ async fn diff_of_two_versions_counts_and_shows_the_changed_cells() {
     let (_, openapi) = server.get_json("/openapi.json").await;
     assert!(openapi["paths"]["/v1/tables/{table}/diff"].is_object());
 }
+
+/// Every `href="/ui..."` of an HTML page.
+fn ui_links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|href| href.starts_with("/ui"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_runs_as_a_grid_and_every_link_it_shows_resolves() {
+    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+    let server = TestServer::start(&project, "").await;
+    let run_id = project.query("SELECT run_id FROM system.runs")[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // /ui opens the runs grid.
+    let response = server.get("/ui").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.url().path(), "/ui/runs");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let grid = response.text().await.unwrap();
+    assert!(
+        grid.contains(&format!("href=\"/ui/runs/{run_id}\"")),
+        "{grid}"
+    );
+    assert!(grid.contains("<table class=\"grid\">"), "{grid}");
+    // Every step of the run has a cell, coloured by its status and named for screen readers.
+    assert!(
+        grid.contains("aria-label=\"silver.ratings: committed\""),
+        "{grid}"
+    );
+    assert!(
+        grid.contains("aria-label=\"gold.recommendations: committed\""),
+        "{grid}"
+    );
+
+    let links = ui_links(&grid);
+    assert!(
+        links.iter().any(|l| l.starts_with("/ui/assets/style.")),
+        "{links:?}"
+    );
+    for link in &links {
+        let response = server.get(link).await;
+        assert_eq!(response.status(), StatusCode::OK, "{link}");
+        if link.starts_with("/ui/assets/") {
+            assert_eq!(
+                response.headers()["cache-control"],
+                "public, max-age=31536000, immutable"
+            );
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/css")
+            );
+        }
+    }
+
+    let run = server
+        .get(&format!("/ui/runs/{run_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for step in ["bronze.ratings", "silver.ratings", "gold.movie_stats"] {
+        assert!(run.contains(&format!("<td>{step}</td>")), "{step}: {run}");
+    }
+    for link in ui_links(&run) {
+        assert_eq!(server.get(&link).await.status(), StatusCode::OK, "{link}");
+    }
+
+    // Errors under /ui are pages, not JSON.
+    for (path, words) in [
+        ("/ui/runs/no-such-run", "Run not found"),
+        ("/ui/nowhere", "Not found"),
+        ("/ui/assets/style.000000000000.css", "Not found"),
+    ] {
+        let response = server.get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(response.text().await.unwrap().contains(words), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_on_the_dashboard_needs_a_token_like_the_api() {
+    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
+    let server = TestServer::start(&project, &format!("auth.hs256_secret = \"{SECRET}\"")).await;
+    assert_eq!(status_with(&server, "GET", "/ui/runs", None).await, 401);
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let reader = token(claims("reader", 60), &key, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(
+        status_with(&server, "GET", "/ui/runs", Some(&reader)).await,
+        200
+    );
+}
