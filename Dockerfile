@@ -20,7 +20,8 @@ COPY --from=planner /src/recipe.json recipe.json
 # Only the dependency tree: this layer stays cached until Cargo.toml or Cargo.lock change.
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 # build.rs: link options that bring the release binary to 142 MB (BENCHMARKS.md, "The first build").
-COPY Cargo.toml Cargo.lock build.rs ./
+# askama.toml: where the dashboard's templates are (compiled into the binary).
+COPY Cargo.toml Cargo.lock build.rs askama.toml ./
 COPY src ./src
 RUN cargo build --release --locked --bin strata
 

@@ -47,7 +47,8 @@
 //!   changed), for `strata diff` and the API; the key rows are matched on comes from the caller
 //!   (the step's, via [`pipeline::dag::Dag::natural_key`]).
 //! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, diffs, SQL, recommendations,
-//!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI).
+//!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI) and the `/ui`
+//!   dashboard (`api::ui`, server-rendered HTML).
 //! - [`cli`]: the command line, and what `strata run` shows while it runs (live progress lines on a
 //!   terminal).
 //!

@@ -233,11 +233,19 @@ fn the_dockerfile_is_multi_stage_cached_non_root_and_health_checked() {
         "dependencies are built before the sources are copied"
     );
     // build.rs carries the release link options (identical-code folding, packed relocations):
-    // without it the image's binary is bigger than the one BENCHMARKS.md measures.
-    let copy_build_script = text.rfind("COPY Cargo.toml Cargo.lock build.rs ./");
+    // without it the image's binary is bigger than the one BENCHMARKS.md measures. askama.toml
+    // says where the dashboard's templates are: without it the build fails.
+    let copy_build_files = text.rfind("COPY Cargo.toml Cargo.lock build.rs askama.toml ./");
     assert!(
-        copy_build_script.is_some_and(|at| cook < at && at < copy_src),
-        "the build stage copies build.rs with the sources"
+        copy_build_files.is_some_and(|at| cook < at && at < copy_src),
+        "the build stage copies build.rs and askama.toml with the sources"
+    );
+    let ignored = std::fs::read_to_string(repo_dir().join(".dockerignore")).unwrap();
+    assert!(
+        !ignored
+            .lines()
+            .any(|l| l.trim() == "*.toml" || l.trim() == "askama.toml"),
+        "askama.toml must reach the build context"
     );
     let runtime = &text[text.rfind("FROM ").unwrap()..];
     for expected in [
