@@ -992,3 +992,75 @@ async fn with_auth_on_the_dashboard_needs_a_token_like_the_api() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_pages_link_versions_to_runs_and_mark_the_changed_cells_of_a_diff() {
+    let project = tokio::task::spawn_blocking(|| {
+        let project = built_project();
+        let mut ratings = crate::support::project::RATINGS.to_string();
+        ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n"); // user 6 re-rates movie 2
+        project.write_raw("ratings.dat", ratings.as_bytes());
+        project.ok(&["run"]);
+        project
+    })
+    .await
+    .unwrap();
+    let server = TestServer::start(&project, "").await;
+
+    let catalog = server.get("/ui/tables").await.text().await.unwrap();
+    assert!(
+        catalog.contains("href=\"/ui/tables/silver.ratings\""),
+        "{catalog}"
+    );
+    let page = server
+        .get("/ui/tables/silver.ratings")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<td>rating</td>"), "{page}");
+    // Each version links to the run that wrote it and to its diff with the one before.
+    let runs = project.query("SELECT run_id FROM system.runs");
+    for run in &runs {
+        let run_id = run["run_id"].as_str().unwrap();
+        assert!(
+            page.contains(&format!("href=\"/ui/runs/{run_id}\"")),
+            "{page}"
+        );
+    }
+    assert!(
+        page.contains("href=\"/ui/tables/silver.ratings/diff?from=0&amp;to=1\""),
+        "{page}"
+    );
+    for link in ui_links(&page) {
+        let link = link.replace("&amp;", "&");
+        assert_eq!(server.get(&link).await.status(), StatusCode::OK, "{link}");
+    }
+
+    let diff = server
+        .get("/ui/tables/silver.ratings/diff?from=0&to=1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        diff.contains("<td class=\"changed\"><del>4</del> → <ins>1</ins></td>"),
+        "{diff}"
+    );
+
+    for (path, status) in [
+        ("/ui/tables/silver.nothing", 404),
+        ("/ui/tables/silver.ratings/diff?from=9", 404),
+        ("/ui/tables/silver.ratings/diff?from=0&key=nope", 400),
+        ("/ui/tables/silver.ratings/diff", 400),
+    ] {
+        let response = server.get(path).await;
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+    }
+}

@@ -3,8 +3,10 @@
 //! read without JavaScript; the one stylesheet is embedded in the binary and served under a
 //! content hash with a year-long cache. Errors under `/ui` are HTML pages, not the API's JSON.
 //!
-//! Pages so far: the runs × steps grid (`/ui/runs`, newest first, paginated) and one run's step
-//! attempts (`/ui/runs/{run_id}`). Auth is the API's: with JWT on, every page needs the bearer
+//! Pages so far: the runs × steps grid (`/ui/runs`, newest first, paginated), one run's step
+//! attempts (`/ui/runs/{run_id}`), the catalog (`/ui/tables`), a table's schema and history with
+//! its runs (`/ui/tables/{table}`), and the diff of two versions (`/ui/tables/{table}/diff`, the
+//! changed cells marked). Auth is the API's: with JWT on, every page needs the bearer
 //! token like any endpoint.
 
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::api::state::AppState;
+use crate::catalog::TableName;
+use crate::diff::TableDiff;
 use crate::pipeline::dag::Dag;
 use crate::pipeline::run_log;
 
@@ -42,6 +46,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/", get(|| async { Redirect::to("/ui/runs") }))
         .route("/runs", get(runs_page))
         .route("/runs/{run_id}", get(run_page))
+        .route("/tables", get(tables_page))
+        .route("/tables/{table}", get(table_page))
+        .route("/tables/{table}/diff", get(diff_page))
         .route("/assets/{file}", get(asset))
         .fallback(|| async { error_page(StatusCode::NOT_FOUND, "Not found", "No such page.") })
 }
@@ -205,6 +212,300 @@ async fn run_page(State(state): State<Arc<AppState>>, Path(run_id): Path<String>
         run_id,
     };
     match render(&page) {
+        Ok(html) => html.into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tables.html")]
+struct TablesPage {
+    css_href: &'static str,
+    tables: Vec<TableRow>,
+}
+
+struct TableRow {
+    layer: String,
+    table: String,
+    version: u64,
+    rows: String,
+    last_commit: String,
+}
+
+async fn tables_page(State(state): State<Arc<AppState>>) -> Response {
+    match crate::inspect::tables(&state.lake).await {
+        Ok(tables) => page_response(&TablesPage {
+            css_href: &STYLE_HREF,
+            tables: tables
+                .into_iter()
+                .map(|t| TableRow {
+                    layer: t.layer,
+                    table: t.table,
+                    version: t.version,
+                    rows: t.rows.map(|r| r.to_string()).unwrap_or_default(),
+                    last_commit: t.last_commit.unwrap_or_default(),
+                })
+                .collect(),
+        }),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "table.html")]
+struct TablePage {
+    css_href: &'static str,
+    table: String,
+    version: u64,
+    /// The version the diff form starts from: the one before the latest.
+    previous: u64,
+    columns: Vec<ColumnRow>,
+    history: Vec<HistoryRow>,
+}
+
+struct ColumnRow {
+    name: String,
+    data_type: String,
+    nullable: bool,
+}
+
+struct HistoryRow {
+    version: u64,
+    timestamp: String,
+    operation: String,
+    rows_written: String,
+    run_id: String,
+}
+
+/// The table named in a `/ui` path, or the page to answer instead.
+async fn ui_table(state: &AppState, text: &str) -> Result<TableName, Response> {
+    let not_found = || {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "Table not found",
+            &format!("There is no table {text} in the lake."),
+        )
+    };
+    let table: TableName = text.parse().map_err(|_| not_found())?;
+    match state.snapshots.latest_if_exists(&table).await {
+        Ok(Some(_)) => Ok(table),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn table_page(State(state): State<Arc<AppState>>, Path(table): Path<String>) -> Response {
+    let table = match ui_table(&state, &table).await {
+        Ok(table) => table,
+        Err(page) => return page,
+    };
+    let loaded = async {
+        let snapshot = state.snapshots.latest(&table).await?;
+        let history = crate::inspect::history(&state.lake, &table).await?;
+        crate::error::Result::Ok((snapshot, history))
+    };
+    let (snapshot, history) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(e) => return internal(e),
+    };
+    let columns = snapshot
+        .provider
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| ColumnRow {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect();
+    let optional = |v: Option<String>| v.unwrap_or_default();
+    page_response(&TablePage {
+        css_href: &STYLE_HREF,
+        table: table.to_string(),
+        version: snapshot.version,
+        previous: snapshot.version.saturating_sub(1),
+        columns,
+        history: history
+            .into_iter()
+            .map(|h| HistoryRow {
+                version: h.version,
+                timestamp: optional(h.timestamp),
+                operation: optional(h.operation),
+                rows_written: h.rows_written.map(|r| r.to_string()).unwrap_or_default(),
+                run_id: optional(h.run_id),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "diff.html")]
+struct DiffPage {
+    css_href: &'static str,
+    diff: TableDiff,
+    schema_lines: Vec<String>,
+    columns: Vec<String>,
+    sections: Vec<RowsSection>,
+    changed_columns: Vec<String>,
+    changed: Vec<Vec<ChangedCellView>>,
+}
+
+struct RowsSection {
+    title: &'static str,
+    total: u64,
+    rows: Vec<Vec<String>>,
+}
+
+struct ChangedCellView {
+    value: String,
+    change: Option<(String, String)>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DiffParams {
+    from: Option<u64>,
+    to: Option<u64>,
+    key: Option<String>,
+}
+
+async fn diff_page(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+    Query(params): Query<DiffParams>,
+) -> Response {
+    let table = match ui_table(&state, &table).await {
+        Ok(table) => table,
+        Err(page) => return page,
+    };
+    let Some(from) = params.from else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Which versions?",
+            "Choose the version to compare from on the table's page.",
+        );
+    };
+    let computed = async {
+        let key: Vec<String> = match params.key.as_deref().map(str::trim) {
+            Some(list) if !list.is_empty() => {
+                list.split(',').map(|c| c.trim().to_string()).collect()
+            }
+            _ => Dag::build(&state.config, &state.lake)
+                .await?
+                .natural_key(&table),
+        };
+        let options = state.query_session_options()?;
+        let limit = crate::diff::DEFAULT_SAMPLE_ROWS;
+        crate::diff::diff(&state.lake, &options, &table, from, params.to, &key, limit).await
+    };
+    match computed.await {
+        Ok(diff) => page_response(&diff_view(diff)),
+        Err(e) if matches!(e.fault(), crate::error::Fault::User) => error_page(
+            StatusCode::BAD_REQUEST,
+            "Cannot compare these versions",
+            &crate::error::error_chain(&e),
+        ),
+        Err(crate::error::Error::VersionNotFound { table, version }) => error_page(
+            StatusCode::NOT_FOUND,
+            "Version not found",
+            &format!("{table} has no version {version}."),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+/// A diff laid out for the page: rows as cells in the shared columns' order, changed rows as the
+/// key and the columns that changed in any of them.
+fn diff_view(diff: TableDiff) -> DiffPage {
+    let as_cells = |rows: &[Value]| -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|row| diff.columns.iter().map(|c| text(row, c)).collect())
+            .collect()
+    };
+    let sections = vec![
+        RowsSection {
+            title: "Added",
+            total: diff.counts.added,
+            rows: as_cells(&diff.added),
+        },
+        RowsSection {
+            title: "Removed",
+            total: diff.counts.removed,
+            rows: as_cells(&diff.removed),
+        },
+    ];
+    let mut changed_columns = diff.key.clone();
+    for column in &diff.columns {
+        let changes = diff
+            .changed
+            .iter()
+            .any(|r| r.cells.iter().any(|c| &c.column == column));
+        if changes && !changed_columns.contains(column) {
+            changed_columns.push(column.clone());
+        }
+    }
+    let changed = diff
+        .changed
+        .iter()
+        .map(|row| {
+            changed_columns
+                .iter()
+                .map(
+                    |column| match row.cells.iter().find(|c| &c.column == column) {
+                        Some(cell) => ChangedCellView {
+                            value: String::new(),
+                            change: Some((value_text(&cell.from), value_text(&cell.to))),
+                        },
+                        None => ChangedCellView {
+                            value: row.key.get(column).map(value_text).unwrap_or_default(),
+                            change: None,
+                        },
+                    },
+                )
+                .collect()
+        })
+        .collect();
+    let schema = &diff.schema;
+    let mut schema_lines = Vec::new();
+    schema_lines.extend(
+        schema
+            .added
+            .iter()
+            .map(|c| format!("added {} ({})", c.name, c.data_type)),
+    );
+    schema_lines.extend(
+        schema
+            .removed
+            .iter()
+            .map(|c| format!("removed {} ({})", c.name, c.data_type)),
+    );
+    schema_lines.extend(
+        schema
+            .retyped
+            .iter()
+            .map(|c| format!("{}: {} → {}", c.name, c.from, c.to)),
+    );
+    DiffPage {
+        css_href: &STYLE_HREF,
+        columns: diff.columns.clone(),
+        schema_lines,
+        sections,
+        changed_columns,
+        changed,
+        diff,
+    }
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn page_response(page: &impl Template) -> Response {
+    match render(page) {
         Ok(html) => html.into_response(),
         Err(e) => internal(e),
     }
