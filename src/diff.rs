@@ -367,14 +367,14 @@ fn changed_row(row: Value, key: &[String], others: &[&str]) -> ChangedRow {
     changed
 }
 
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
+    let frame = ctx.sql(sql).await.map_err(Error::Query)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    Ok((schema, frame.collect().await.map_err(Error::Query)?))
+}
+
 async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(Error::Query)?
-        .collect()
-        .await
-        .map_err(Error::Query)?;
+    let (_, batches) = collect(ctx, sql).await?;
     Ok(batches
         .iter()
         .find(|b| b.num_rows() > 0)
@@ -389,21 +389,7 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
 
 /// The rows `sql` answers as JSON objects (nulls kept, so a cell that became null shows).
 async fn rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Value>> {
-    let batches: Vec<RecordBatch> = ctx
-        .sql(sql)
-        .await
-        .map_err(Error::Query)?
-        .collect()
-        .await
-        .map_err(Error::Query)?;
-    let mut out = Vec::new();
-    let mut writer = arrow::json::WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, arrow::json::writer::JsonArray>(&mut out);
-    writer.write_batches(&batches.iter().collect::<Vec<_>>())?;
-    writer.finish()?;
-    if out.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(serde_json::from_slice(&out)?)
+    let (schema, batches) = collect(ctx, sql).await?;
+    let text = crate::output::batches(&schema, &batches, crate::output::Format::Json)?;
+    Ok(serde_json::from_str(&text)?)
 }

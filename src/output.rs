@@ -94,3 +94,11 @@ pub fn rows<T: Serialize>(rows: &[T], columns: &[&str], format: Format) -> Resul
         }
     }
 }
+
+/// A JSON value as a cell shows it: strings without quotes, anything else as JSON (`null`, `4`).
+pub fn cell_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -4,7 +4,8 @@
 //! schemas, read-only SQL, recommendations and similar items from the ALS step's gold tables,
 //! the trained models (`system.model_runs`) and predictions from classifier models,
 //! pipeline runs (started by admins or the `[schedule]`), Prometheus metrics and an OpenAPI 3.1
-//! document generated from the handlers.
+//! document generated from the handlers; diffs of two table versions; and the `/ui` dashboard
+//! (`ui`), HTML pages over the same data.
 //!
 //! Invariants: every response is computed from pinned Delta snapshots and cached under the versions
 //! it read, so nothing stale is served once the refresher (or `POST /v1/admin/refresh`) has seen a

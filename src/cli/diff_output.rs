@@ -62,23 +62,27 @@ pub fn render(diff: &TableDiff, format: Format) -> Result<String> {
             let key: Vec<String> = diff
                 .key
                 .iter()
-                .map(|k| format!("{k}={}", cell(row.key.get(k).unwrap_or(&Value::Null))))
+                .map(|k| {
+                    format!(
+                        "{k}={}",
+                        output::cell_text(row.key.get(k).unwrap_or(&Value::Null))
+                    )
+                })
                 .collect();
             let cells: Vec<String> = row
                 .cells
                 .iter()
-                .map(|c| format!("{}: {} -> {}", c.column, cell(&c.from), cell(&c.to)))
+                .map(|c| {
+                    format!(
+                        "{}: {} -> {}",
+                        c.column,
+                        output::cell_text(&c.from),
+                        output::cell_text(&c.to)
+                    )
+                })
                 .collect();
             out.push_str(&format!("  {}  {}\n", key.join(" "), cells.join(", ")));
         }
     }
     Ok(out.trim_end().to_string())
-}
-
-/// A value as a cell shows it: strings without quotes, null as `null`.
-fn cell(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

@@ -316,6 +316,23 @@ pub async fn list_runs(lake: &Arc<Lake>, limit: usize) -> Result<Vec<Value>> {
     .await
 }
 
+/// One run's row of `system.runs` (the columns [`list_runs`] gives), if there is one.
+pub async fn find_run(lake: &Arc<Lake>, run_id: &str) -> Result<Option<Value>> {
+    if !lake.exists(&runs_table()).await? {
+        return Ok(None);
+    }
+    let rows = query_json(
+        lake,
+        &format!(
+            "SELECT run_id, trigger, selection, full_refresh, started_at, ended_at, status, error \
+             FROM system.runs WHERE run_id = {}",
+            commit::quote_literal(run_id)
+        ),
+    )
+    .await?;
+    Ok(rows.into_iter().next())
+}
+
 /// The last attempt of every step of each of `run_ids` (`run_id`, `step`, `attempt`, `status`,
 /// `rows`, `version`, `ended_at`): one query for a page of the runs grid.
 pub async fn last_attempts(lake: &Arc<Lake>, run_ids: &[String]) -> Result<Vec<Value>> {

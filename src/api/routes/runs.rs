@@ -111,9 +111,9 @@ pub async fn run_get(
     State(state): State<Arc<AppState>>,
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let runs = run_log::list_runs(&state.lake, usize::MAX >> 1).await?;
+    let found = run_log::find_run(&state.lake, &run_id).await?;
     let steps = run_log::run_steps(&state.lake, &run_id).await?;
-    let run = match runs.into_iter().find(|r| r["run_id"] == run_id.as_str()) {
+    let run = match found {
         Some(run) => run,
         // Just started: the run exists before its first row is committed.
         None if state.runner.current().as_deref() == Some(run_id.as_str()) => {

@@ -169,8 +169,7 @@ struct StepRow {
 
 async fn run_page(State(state): State<Arc<AppState>>, Path(run_id): Path<String>) -> Response {
     let found = async {
-        let runs = run_log::list_runs(&state.lake, usize::MAX >> 1).await?;
-        let Some(run) = runs.into_iter().find(|r| r["run_id"] == run_id.as_str()) else {
+        let Some(run) = run_log::find_run(&state.lake, &run_id).await? else {
             return Ok(None);
         };
         let steps = run_log::run_steps(&state.lake, &run_id).await?;
@@ -454,10 +453,17 @@ fn diff_view(diff: TableDiff) -> DiffPage {
                     |column| match row.cells.iter().find(|c| &c.column == column) {
                         Some(cell) => ChangedCellView {
                             value: String::new(),
-                            change: Some((value_text(&cell.from), value_text(&cell.to))),
+                            change: Some((
+                                crate::output::cell_text(&cell.from),
+                                crate::output::cell_text(&cell.to),
+                            )),
                         },
                         None => ChangedCellView {
-                            value: row.key.get(column).map(value_text).unwrap_or_default(),
+                            value: row
+                                .key
+                                .get(column)
+                                .map(crate::output::cell_text)
+                                .unwrap_or_default(),
                             change: None,
                         },
                     },
@@ -493,14 +499,6 @@ fn diff_view(diff: TableDiff) -> DiffPage {
         changed_columns,
         changed,
         diff,
-    }
-}
-
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::Null => "null".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 
@@ -564,7 +562,6 @@ fn render(page: &impl Template) -> crate::error::Result<Html<String>> {
 fn text(row: &Value, key: &str) -> String {
     match row.get(key) {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(value) => crate::output::cell_text(value),
     }
 }
