@@ -3,13 +3,15 @@
 //! Everything here reads the Delta log only (no data files), so it is cheap enough for `strata tables`
 //! and for the HTTP API. Restoring a version also lives here, as it is the write-side twin of history.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::{Lake, TableName, row_count};
-use crate::catalog::{META_RUN_ID, META_STEP};
+use crate::catalog::{META_INPUTS, META_RUN_ID, META_STEP};
 use crate::error::{Error, Result};
 
 /// One table of the lake, as `strata tables` and `GET /v1/tables` show it.
@@ -21,6 +23,8 @@ pub struct TableInfo {
     pub rows: Option<u64>,
     /// RFC 3339, UTC.
     pub last_commit: Option<String>,
+    /// The Strata run that wrote the current version (absent for commits made by other engines).
+    pub run_id: Option<String>,
 }
 
 /// One version of a table, as `strata history` and `GET /v1/tables/{table}/history` show it.
@@ -34,9 +38,12 @@ pub struct HistoryEntry {
     /// The Strata run that wrote the version (absent for commits made by other engines).
     pub run_id: Option<String>,
     pub step: Option<String>,
+    /// The table versions a step's commit was computed from (its lineage; empty for ingests and
+    /// for commits without Strata's metadata, such as a restore).
+    pub inputs: BTreeMap<String, u64>,
 }
 
-/// Every table with its current version, row count and last commit time.
+/// Every table with its current version, row count, last commit time and the run that wrote it.
 pub async fn tables(lake: &Lake) -> Result<Vec<TableInfo>> {
     let mut infos = Vec::new();
     for table in lake.list().await? {
@@ -47,12 +54,24 @@ pub async fn tables(lake: &Lake) -> Result<Vec<TableInfo>> {
             .ok()
             .and_then(|s| s.version_timestamp(version))
             .and_then(rfc3339_millis);
+        // The newest commit only: one small read of the log's tail.
+        let newest: Vec<_> = delta
+            .history(Some(1))
+            .try_collect()
+            .await
+            .map_err(|e| Error::delta(&table, e))?;
+        let run_id = newest
+            .first()
+            .and_then(|c| c.info.get(META_RUN_ID))
+            .and_then(Value::as_str)
+            .map(str::to_string);
         infos.push(TableInfo {
             table: table.to_string(),
             layer: table.layer.to_string(),
             version,
             rows: row_count(&delta),
             last_commit,
+            run_id,
         });
     }
     Ok(infos)
@@ -60,10 +79,26 @@ pub async fn tables(lake: &Lake) -> Result<Vec<TableInfo>> {
 
 /// Every version of a table, newest first.
 pub async fn history(lake: &Lake, table: &TableName) -> Result<Vec<HistoryEntry>> {
+    newest_commits(lake, table, None).await
+}
+
+/// The table's latest commit: who wrote the version read now (the log's tail only).
+pub async fn last_commit(lake: &Lake, table: &TableName) -> Result<Option<HistoryEntry>> {
+    Ok(newest_commits(lake, table, Some(1))
+        .await?
+        .into_iter()
+        .next())
+}
+
+async fn newest_commits(
+    lake: &Lake,
+    table: &TableName,
+    limit: Option<usize>,
+) -> Result<Vec<HistoryEntry>> {
     let delta = lake.open(table).await?;
     let latest = delta.version().unwrap_or(0);
     let commits: Vec<_> = delta
-        .history(None)
+        .history(limit)
         .try_collect()
         .await
         .map_err(|e| Error::delta(table, e))?;
@@ -86,6 +121,11 @@ pub async fn history(lake: &Lake, table: &TableName) -> Result<Vec<HistoryEntry>
                 rows_written: rows_written(commit.info.get("operationMetrics")),
                 run_id: text(META_RUN_ID),
                 step: text(META_STEP),
+                inputs: commit
+                    .info
+                    .get(META_INPUTS)
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default(),
             }
         })
         .collect())

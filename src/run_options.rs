@@ -57,6 +57,8 @@ pub enum Trigger {
     Cli,
     Api,
     Schedule,
+    /// The dashboard's form (`POST /ui/runs`).
+    Ui,
 }
 
 impl Trigger {
@@ -65,6 +67,7 @@ impl Trigger {
             Trigger::Cli => "cli",
             Trigger::Api => "api",
             Trigger::Schedule => "schedule",
+            Trigger::Ui => "ui",
         }
     }
 }

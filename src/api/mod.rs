@@ -126,7 +126,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/refresh", post(admin::refresh_post))
         .route("/v1/runs", get(runs::runs_list).post(runs::runs_post))
         .route("/v1/runs/{run_id}", get(runs::run_get))
-        .nest("/ui", ui::routes())
+        .nest("/ui", ui::routes(Arc::clone(&state)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -352,6 +352,39 @@ pub async fn last_attempts(lake: &Arc<Lake>, run_ids: &[String]) -> Result<Vec<V
     .await
 }
 
+/// Every step's most recent attempt across all runs (`step`, `status`, `run_id`, `ended_at`):
+/// what the step graph colours its nodes by.
+pub async fn last_step_statuses(lake: &Arc<Lake>) -> Result<Vec<Value>> {
+    if !lake.exists(&step_runs_table()).await? {
+        return Ok(Vec::new());
+    }
+    query_json(
+        lake,
+        "SELECT step, status, run_id, ended_at FROM ( \
+           SELECT step, status, run_id, ended_at, \
+             row_number() OVER (PARTITION BY step ORDER BY ended_at DESC, attempt DESC) AS n \
+           FROM system.step_runs) WHERE n = 1",
+    )
+    .await
+}
+
+/// A step's last `limit` attempts across runs, newest first (`run_id`, `attempt`, `status`,
+/// `rows`, `started_at`, `ended_at`): its duration and rows over time.
+pub async fn step_attempts(lake: &Arc<Lake>, step: &str, limit: usize) -> Result<Vec<Value>> {
+    if !lake.exists(&step_runs_table()).await? {
+        return Ok(Vec::new());
+    }
+    query_json(
+        lake,
+        &format!(
+            "SELECT run_id, attempt, status, rows, started_at, ended_at FROM system.step_runs \
+             WHERE step = {} ORDER BY ended_at DESC, attempt DESC LIMIT {limit}",
+            commit::quote_literal(step)
+        ),
+    )
+    .await
+}
+
 /// The step attempts of one run, in the order they finished.
 pub async fn run_steps(lake: &Arc<Lake>, run_id: &str) -> Result<Vec<Value>> {
     if !lake.exists(&step_runs_table()).await? {
@@ -422,10 +455,20 @@ fn normalize_ts(text: &str) -> String {
     if DateTime::parse_from_rfc3339(text).is_ok() {
         return text.to_string();
     }
-    let trimmed = text.trim_end_matches('Z');
-    chrono::NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f")
-        .map(|t| t.and_utc().to_rfc3339())
-        .unwrap_or_else(|_| text.to_string())
+    parse_timestamp(text)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| text.to_string())
+}
+
+/// A timestamp of the run log as its queries print it (RFC 3339, or Arrow's JSON form without
+/// an offset, which is UTC).
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 async fn query_json(lake: &Arc<Lake>, sql: &str) -> Result<Vec<Value>> {

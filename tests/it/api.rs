@@ -22,7 +22,7 @@ crate::on_every_lake!(async:
     appended_rows_flow_downstream_into_new_versions,
 );
 
-const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
+pub(crate) const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
 
 /// A running server; stops (gracefully) when dropped.
 pub struct TestServer {
@@ -68,7 +68,7 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
@@ -86,9 +86,24 @@ impl TestServer {
 
     /// Polls `GET /v1/runs/{id}` until the run is no longer running (at most a minute).
     async fn wait_for_run(&self, run_id: &str) -> Value {
+        self.wait_for_run_with(run_id, None).await
+    }
+
+    /// [`Self::wait_for_run`] on a server with auth on.
+    pub(crate) async fn wait_for_run_as(&self, run_id: &str, token: &str) -> Value {
+        self.wait_for_run_with(run_id, Some(token)).await
+    }
+
+    async fn wait_for_run_with(&self, run_id: &str, token: Option<&str>) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (status, run) = self.get_json(&format!("/v1/runs/{run_id}")).await;
+            let mut request = self.client.get(self.url(&format!("/v1/runs/{run_id}")));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let run: Value = response.json().await.unwrap_or(Value::Null);
             assert_eq!(status, StatusCode::OK, "{run}");
             if run["status"] != "running" {
                 return run;
@@ -124,7 +139,7 @@ impl Drop for TestServer {
 
 /// The MovieLens fixture plus two ratings of user 6 (everybody else rated all four rated movies,
 /// so only user 6 has anything left to recommend), run once through the whole pipeline.
-fn built_project() -> Project {
+pub(crate) fn built_project() -> Project {
     built_project_on(Backend::Local)
 }
 
@@ -502,15 +517,24 @@ async fn sql_is_read_only_bounded_and_survives_a_query_over_its_memory() {
     assert_eq!(error_code(&body), "body_too_large", "{body}");
 }
 
-fn token(claims: Value, key: &jsonwebtoken::EncodingKey, alg: jsonwebtoken::Algorithm) -> String {
+pub(crate) fn token(
+    claims: Value,
+    key: &jsonwebtoken::EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, key).unwrap()
 }
 
-fn claims(role: &str, expires_in: i64) -> Value {
+pub(crate) fn claims(role: &str, expires_in: i64) -> Value {
     json!({"sub": "test", "role": role, "exp": chrono::Utc::now().timestamp() + expires_in})
 }
 
-async fn status_with(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> u16 {
+pub(crate) async fn status_with(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> u16 {
     let request = match method {
         "POST" => server.client.post(server.url(path)),
         _ => server.client.get(server.url(path)),
@@ -880,187 +904,4 @@ async fn diff_of_two_versions_counts_and_shows_the_changed_cells() {
     }
     let (_, openapi) = server.get_json("/openapi.json").await;
     assert!(openapi["paths"]["/v1/tables/{table}/diff"].is_object());
-}
-
-/// Every `href="/ui..."` of an HTML page.
-fn ui_links(html: &str) -> Vec<String> {
-    html.split("href=\"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .filter(|href| href.starts_with("/ui"))
-        .map(str::to_string)
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_runs_as_a_grid_and_every_link_it_shows_resolves() {
-    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
-    let server = TestServer::start(&project, "").await;
-    let run_id = project.query("SELECT run_id FROM system.runs")[0]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
-    // /ui opens the runs grid.
-    let response = server.get("/ui").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.url().path(), "/ui/runs");
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let grid = response.text().await.unwrap();
-    assert!(
-        grid.contains(&format!("href=\"/ui/runs/{run_id}\"")),
-        "{grid}"
-    );
-    assert!(grid.contains("<table class=\"grid\">"), "{grid}");
-    // Every step of the run has a cell, coloured by its status and named for screen readers.
-    assert!(
-        grid.contains("aria-label=\"silver.ratings: committed\""),
-        "{grid}"
-    );
-    assert!(
-        grid.contains("aria-label=\"gold.recommendations: committed\""),
-        "{grid}"
-    );
-
-    let links = ui_links(&grid);
-    assert!(
-        links.iter().any(|l| l.starts_with("/ui/assets/style.")),
-        "{links:?}"
-    );
-    for link in &links {
-        let response = server.get(link).await;
-        assert_eq!(response.status(), StatusCode::OK, "{link}");
-        if link.starts_with("/ui/assets/") {
-            assert_eq!(
-                response.headers()["cache-control"],
-                "public, max-age=31536000, immutable"
-            );
-            assert!(
-                response.headers()["content-type"]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("text/css")
-            );
-        }
-    }
-
-    let run = server
-        .get(&format!("/ui/runs/{run_id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
-    for step in ["bronze.ratings", "silver.ratings", "gold.movie_stats"] {
-        assert!(run.contains(&format!("<td>{step}</td>")), "{step}: {run}");
-    }
-    for link in ui_links(&run) {
-        assert_eq!(server.get(&link).await.status(), StatusCode::OK, "{link}");
-    }
-
-    // Errors under /ui are pages, not JSON.
-    for (path, words) in [
-        ("/ui/runs/no-such-run", "Run not found"),
-        ("/ui/nowhere", "Not found"),
-        ("/ui/assets/style.000000000000.css", "Not found"),
-    ] {
-        let response = server.get(path).await;
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
-        assert!(response.text().await.unwrap().contains(words), "{path}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_auth_on_the_dashboard_needs_a_token_like_the_api() {
-    let project = tokio::task::spawn_blocking(built_project).await.unwrap();
-    let server = TestServer::start(&project, &format!("auth.hs256_secret = \"{SECRET}\"")).await;
-    assert_eq!(status_with(&server, "GET", "/ui/runs", None).await, 401);
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    let reader = token(claims("reader", 60), &key, jsonwebtoken::Algorithm::HS256);
-    assert_eq!(
-        status_with(&server, "GET", "/ui/runs", Some(&reader)).await,
-        200
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_table_pages_link_versions_to_runs_and_mark_the_changed_cells_of_a_diff() {
-    let project = tokio::task::spawn_blocking(|| {
-        let project = built_project();
-        let mut ratings = crate::support::project::RATINGS.to_string();
-        ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n"); // user 6 re-rates movie 2
-        project.write_raw("ratings.dat", ratings.as_bytes());
-        project.ok(&["run"]);
-        project
-    })
-    .await
-    .unwrap();
-    let server = TestServer::start(&project, "").await;
-
-    let catalog = server.get("/ui/tables").await.text().await.unwrap();
-    assert!(
-        catalog.contains("href=\"/ui/tables/silver.ratings\""),
-        "{catalog}"
-    );
-    let page = server
-        .get("/ui/tables/silver.ratings")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("<td>rating</td>"), "{page}");
-    // Each version links to the run that wrote it and to its diff with the one before.
-    let runs = project.query("SELECT run_id FROM system.runs");
-    for run in &runs {
-        let run_id = run["run_id"].as_str().unwrap();
-        assert!(
-            page.contains(&format!("href=\"/ui/runs/{run_id}\"")),
-            "{page}"
-        );
-    }
-    assert!(
-        page.contains("href=\"/ui/tables/silver.ratings/diff?from=0&amp;to=1\""),
-        "{page}"
-    );
-    for link in ui_links(&page) {
-        let link = link.replace("&amp;", "&");
-        assert_eq!(server.get(&link).await.status(), StatusCode::OK, "{link}");
-    }
-
-    let diff = server
-        .get("/ui/tables/silver.ratings/diff?from=0&to=1")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        diff.contains("<td class=\"changed\"><del>4</del> → <ins>1</ins></td>"),
-        "{diff}"
-    );
-
-    for (path, status) in [
-        ("/ui/tables/silver.nothing", 404),
-        ("/ui/tables/silver.ratings/diff?from=9", 404),
-        ("/ui/tables/silver.ratings/diff?from=0&key=nope", 400),
-        ("/ui/tables/silver.ratings/diff", 400),
-    ] {
-        let response = server.get(path).await;
-        assert_eq!(response.status().as_u16(), status, "{path}");
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
-    }
 }

@@ -2,8 +2,10 @@
 
 mod als;
 mod api;
+mod browser;
 mod cli;
 mod cluster;
+mod dashboard;
 mod deploy;
 mod launches;
 mod memory;

@@ -15,18 +15,18 @@ use crate::support::project::{copy_dir, repo_dir, strata_command};
 /// split (BENCHMARKS.md).
 const ACCURACY_BOUND: f64 = 0.95;
 
-struct Example {
-    dir: tempfile::TempDir,
+pub(crate) struct Example {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Example {
-    fn new() -> Example {
+    pub(crate) fn new() -> Example {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&repo_dir().join("examples/penguins"), dir.path());
         Example { dir }
     }
 
-    fn config(&self) -> std::path::PathBuf {
+    pub(crate) fn config(&self) -> std::path::PathBuf {
         self.dir.path().join("strata.toml")
     }
 
@@ -39,7 +39,7 @@ impl Example {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.strata(args);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
@@ -55,7 +55,7 @@ impl Example {
         serde_json::from_str(&out).unwrap()
     }
 
-    fn append_config(&self, text: &str) {
+    pub(crate) fn append_config(&self, text: &str) {
         let mut config = std::fs::read_to_string(self.config()).unwrap();
         config.push_str(text);
         std::fs::write(self.config(), config).unwrap();

@@ -319,7 +319,7 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-fn classifier_info(model: &LoadedModel) -> ClassifierInfo {
+pub(crate) fn classifier_info(model: &LoadedModel) -> ClassifierInfo {
     let features = model
         .classifier
         .encoder
@@ -345,7 +345,9 @@ fn classifier_info(model: &LoadedModel) -> ClassifierInfo {
 
 /// Every row of `system.model_runs`, oldest first, and `system.model_runs@version` (no rows and
 /// `system.model_runs@none` before any training step ran).
-async fn model_run_rows(state: &AppState) -> ApiResult<(String, Vec<Map<String, Value>>)> {
+pub(crate) async fn model_run_rows(
+    state: &AppState,
+) -> ApiResult<(String, Vec<Map<String, Value>>)> {
     let table = model_runs::table();
     let Some(snapshot) = state.snapshots.latest_if_exists(&table).await? else {
         return Ok((format!("{table}@none"), Vec::new()));
@@ -369,7 +371,9 @@ async fn model_run_rows(state: &AppState) -> ApiResult<(String, Vec<Map<String, 
 }
 
 /// Runs grouped by step (steps in name order, runs oldest first).
-fn group_by_step(rows: &[Map<String, Value>]) -> BTreeMap<String, Vec<Map<String, Value>>> {
+pub(crate) fn group_by_step(
+    rows: &[Map<String, Value>],
+) -> BTreeMap<String, Vec<Map<String, Value>>> {
     let mut steps: BTreeMap<String, Vec<Map<String, Value>>> = BTreeMap::new();
     for row in rows {
         if let Some(step) = row.get("step").and_then(Value::as_str) {
@@ -381,7 +385,10 @@ fn group_by_step(rows: &[Map<String, Value>]) -> BTreeMap<String, Vec<Map<String
 
 /// The step `name` means: `gold.penguin_species` itself, or for `penguin_species` the step of that
 /// name in the first layer of [`LAYER_PREFERENCE`] that has one (as predictions resolve it).
-fn resolve_step<'a>(steps: impl Iterator<Item = &'a String>, name: &str) -> Option<String> {
+pub(crate) fn resolve_step<'a>(
+    steps: impl Iterator<Item = &'a String>,
+    name: &str,
+) -> Option<String> {
     let steps: Vec<&String> = steps.collect();
     if name.contains('.') {
         return steps.into_iter().find(|s| *s == name).cloned();
@@ -392,7 +399,7 @@ fn resolve_step<'a>(steps: impl Iterator<Item = &'a String>, name: &str) -> Opti
         .find(|candidate| steps.contains(&candidate))
 }
 
-fn summary(step: &str, runs: &[Map<String, Value>]) -> ModelSummary {
+pub(crate) fn summary(step: &str, runs: &[Map<String, Value>]) -> ModelSummary {
     let latest = runs.last().cloned().unwrap_or_default();
     // Rows logged before classifiers existed have no kind: they are ALS runs.
     let kind = latest
@@ -427,7 +434,7 @@ fn summary(step: &str, runs: &[Map<String, Value>]) -> ModelSummary {
 }
 
 /// A run row without its null columns (those of the other kind of model), `params` parsed.
-fn clean_run(row: &Map<String, Value>) -> Value {
+pub(crate) fn clean_run(row: &Map<String, Value>) -> Value {
     let mut out = Map::new();
     for (key, value) in row {
         match (key.as_str(), value) {
