@@ -48,7 +48,8 @@
 //!   (the step's, via [`pipeline::dag::Dag::natural_key`]).
 //! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, diffs, SQL, recommendations,
 //!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI) and the `/ui`
-//!   dashboard (`api::ui`, server-rendered HTML).
+//!   dashboard (`api::ui`: runs, the step graph, tables at any version, lineage, diffs and models
+//!   as server-rendered HTML and SVG, with its own sign-in).
 //! - [`cli`]: the command line, and what `strata run` shows while it runs (live progress lines on a
 //!   terminal).
 //!

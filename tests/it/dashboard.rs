@@ -58,6 +58,18 @@ async fn the_dashboard_shows_runs_as_a_grid_and_every_link_it_shows_resolves() {
         "{grid}"
     );
 
+    // Cached under the run log's versions, like the API: a repeat with the ETag gets 304.
+    let again = server.get("/ui/runs").await;
+    let etag = again.headers()["etag"].to_str().unwrap().to_string();
+    let revalidated = server
+        .client
+        .get(server.url("/ui/runs"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
     let links = ui_links(&grid);
     assert!(
         links.iter().any(|l| l.starts_with("/ui/assets/style.")),

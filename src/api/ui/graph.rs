@@ -12,13 +12,16 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::chart::BarChart;
-use super::html::{STYLE_HREF, error_page, internal, page_response, text};
+use super::html::{
+    STYLE_HREF, api_error_page, cached_page, definitions_key, html, text, versions_key,
+};
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::state::AppState;
 use crate::catalog::TableName;
 use crate::pipeline::dag::Dag;
@@ -72,28 +75,40 @@ pub(super) struct GraphParams {
 pub(super) async fn graph_page(
     State(state): State<Arc<AppState>>,
     Query(params): Query<GraphParams>,
+    headers: HeaderMap,
 ) -> Response {
-    let loaded = async {
-        let dag = Dag::build(&state.config, &state.lake).await?;
-        let statuses = run_log::last_step_statuses(&state.lake).await?;
-        let tables: BTreeSet<TableName> = state.lake.list().await?.into_iter().collect();
-        crate::error::Result::Ok((dag, statuses, tables))
-    };
-    let (dag, statuses, tables) = match loaded.await {
-        Ok(loaded) => loaded,
-        Err(e) => return internal(e),
-    };
     let focus = params.focus.filter(|f| !f.trim().is_empty());
-    let steps: Vec<&Step> = match &focus {
+    let versions = match versions_key(&state, &[run_log::step_runs_table()]).await {
+        Ok(versions) => versions,
+        Err(e) => return api_error_page(e),
+    };
+    let key = format!(
+        "graph|{}{}{versions}",
+        focus.clone().unwrap_or_default(),
+        definitions_key(&state)
+    );
+    cached_page(&state, &headers, "ui_graph", key, graph_view(&state, focus)).await
+}
+
+async fn graph_view(state: &AppState, focus: Option<String>) -> ApiResult<String> {
+    let dag = Dag::build(&state.config, &state.lake).await?;
+    let statuses = run_log::last_step_statuses(&state.lake).await?;
+    let tables: BTreeSet<TableName> = state.lake.list().await?.into_iter().collect();
+    let focused = match &focus {
+        None => None,
+        Some(name) => match name.parse().ok().and_then(|t| focus_step(&dag, &t)) {
+            Some(step) => Some(step),
+            None => {
+                return Err(ApiError::not_found(
+                    "step_not_found",
+                    format!("Step not found: no step of the pipeline writes {name}."),
+                ));
+            }
+        },
+    };
+    let steps: Vec<&Step> = match focused {
         None => dag.ordered().collect(),
-        Some(name) => {
-            let Some(step) = name.parse().ok().and_then(|t| focus_step(&dag, &t)) else {
-                return error_page(
-                    StatusCode::NOT_FOUND,
-                    "Step not found",
-                    &format!("No step of the pipeline writes {name}."),
-                );
-            };
+        Some(step) => {
             let keep = lineage_of(&dag, &step.table);
             dag.ordered().filter(|s| keep.contains(&s.table)).collect()
         }
@@ -103,18 +118,10 @@ pub(super) async fn graph_page(
         .map(|s| (text(s, "step"), (text(s, "status"), text(s, "run_id"))))
         .collect();
     let mut page = layout(focus, &steps, &last, &tables);
-    if let Some(step) = page
-        .focus
-        .as_ref()
-        .and_then(|f| f.parse().ok())
-        .and_then(|t| focus_step(&dag, &t))
-    {
-        match step_charts(&state, &step.table.to_string()).await {
-            Ok(charts) => page.step_charts = charts,
-            Err(e) => return internal(e),
-        }
+    if let Some(step) = focused {
+        page.step_charts = step_charts(state, &step.table.to_string()).await?;
     }
-    page_response(&page)
+    html(&page)
 }
 
 /// Attempts a step's charts cover.
@@ -122,7 +129,7 @@ const CHART_ATTEMPTS: usize = 30;
 
 /// How long the step's last attempts took and how many rows they wrote, oldest first, each bar
 /// coloured by the attempt's status, the median marked.
-async fn step_charts(state: &AppState, step: &str) -> crate::error::Result<Vec<String>> {
+async fn step_charts(state: &AppState, step: &str) -> ApiResult<Vec<String>> {
     let attempts = run_log::step_attempts(&state.lake, step, CHART_ATTEMPTS).await?;
     if attempts.is_empty() {
         return Ok(Vec::new());
@@ -160,7 +167,7 @@ async fn step_charts(state: &AppState, step: &str) -> crate::error::Result<Vec<S
             " s",
         )
         .render()
-        .map_err(|e| crate::error::Error::Internal(format!("drawing a chart: {e}")))?,
+        .map_err(|e| ApiError::internal(format!("drawing a chart: {e}")))?,
     ];
     if !rows.is_empty() {
         charts.push(
@@ -170,7 +177,7 @@ async fn step_charts(state: &AppState, step: &str) -> crate::error::Result<Vec<S
                 "",
             )
             .render()
-            .map_err(|e| crate::error::Error::Internal(format!("drawing a chart: {e}")))?,
+            .map_err(|e| ApiError::internal(format!("drawing a chart: {e}")))?,
         );
     }
     Ok(charts)

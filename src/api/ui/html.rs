@@ -85,6 +85,26 @@ pub(super) async fn versions_key(state: &AppState, tables: &[TableName]) -> ApiR
     Ok(key)
 }
 
+/// A stamp of the step definitions under `sql/` (each file's path, size and modification time):
+/// the part of a page's cache key that moves when the step graph may have changed. The config
+/// file is read once when the server starts, so it cannot move under a running server.
+pub(super) fn definitions_key(state: &AppState) -> String {
+    let mut hasher = Sha256::new();
+    for file in crate::pipeline::step::step_files(&state.config.sql_dir).unwrap_or_default() {
+        hasher.update(file.path.to_string_lossy().as_bytes());
+        if let Ok(meta) = std::fs::metadata(&file.path) {
+            hasher.update(meta.len().to_le_bytes());
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            hasher.update(modified.to_le_bytes());
+        }
+    }
+    format!("|sql:{:x}", hasher.finalize())
+}
+
 /// Answers with the page cached under `key`, rendering it with `make` on a miss, like the API
 /// caches its responses: `key` names every version the page read, so a new version is a new key
 /// and a page is never served stale; `If-None-Match` gets 304 while the key holds.

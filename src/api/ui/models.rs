@@ -29,6 +29,8 @@ use crate::pipeline::{als_step, classifier_step};
 struct RunFacts {
     run_id: String,
     trained_at: String,
+    /// The version of the served table this run published: the model version.
+    version: Option<u64>,
     params: BTreeMap<String, String>,
     /// Every numeric column but the run's versions.
     numbers: BTreeMap<String, f64>,
@@ -75,9 +77,14 @@ impl RunFacts {
             .as_array()
             .map(|metrics| metrics.iter().map(|m| text(m, "class")).collect())
             .unwrap_or_default();
+        // A classifier's model table, or the ALS step's user recommendations (see `served_table`).
+        let version = ["model_version", "user_recommendations_version"]
+            .iter()
+            .find_map(|column| clean.get(*column).and_then(Value::as_u64));
         RunFacts {
             run_id: text(&clean, "run_id"),
             trained_at: text(&clean, "trained_at"),
+            version,
             params,
             numbers,
             loss,
@@ -227,6 +234,7 @@ struct RunsTable {
 struct RunsTableRow {
     run_id: String,
     trained_at: String,
+    version: String,
     served: bool,
     params: Vec<String>,
     /// Text and whether it is the best of its column.
@@ -313,7 +321,7 @@ async fn model_view(
     let step_table: TableName = step
         .parse()
         .map_err(|e| ApiError::internal(format!("model step {step}: {e}")))?;
-    // The table whose latest commit names the run served now.
+    // The table whose latest commit names the run served now (its version is the model version).
     let served_table = if classifier {
         classifier_step::spec::model_table(&step_table)
     } else {
@@ -419,6 +427,7 @@ fn runs_table(
         .map(|run| RunsTableRow {
             run_id: run.run_id.clone(),
             trained_at: run.trained_at.clone(),
+            version: run.version.map(|v| v.to_string()).unwrap_or_default(),
             served: served == Some(run.run_id.as_str()),
             params: params
                 .iter()
@@ -783,6 +792,7 @@ mod tests {
         let run = RunFacts {
             run_id: "r".into(),
             trained_at: String::new(),
+            version: None,
             params: BTreeMap::new(),
             numbers: BTreeMap::new(),
             loss: Vec::new(),

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::html::{
-    STYLE_HREF, api_error_page, cached_page, error_page, html, internal, text, versions_key,
+    STYLE_HREF, api_error_page, cached_page, definitions_key, error_page, html, internal, text,
+    versions_key,
 };
 use super::session::Viewer;
 use crate::api::error::{ApiError, ApiResult};
@@ -65,7 +66,11 @@ pub(super) async fn runs_page(
         Ok(versions) => versions,
         Err(e) => return api_error_page(e),
     };
-    let key = format!("runs|{page}|{can_trigger}{versions}");
+    // The grid's columns are the step graph's steps.
+    let key = format!(
+        "runs|{page}|{can_trigger}{versions}{}",
+        definitions_key(&state)
+    );
     let grid = runs_grid(&state, page, can_trigger);
     cached_page(&state, &headers, "ui_runs", key, grid).await
 }

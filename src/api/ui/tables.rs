@@ -13,8 +13,11 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::html::{STYLE_HREF, api_error_page, error_page, internal, page_response, text};
-use crate::api::error::ApiResult;
+use super::html::{
+    STYLE_HREF, api_error_page, cached_page, definitions_key, error_page, html, internal, text,
+    versions_key,
+};
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::page::{At, PageRequest};
 use crate::api::state::AppState;
 use crate::catalog::TableName;
@@ -38,9 +41,21 @@ struct TableRow {
     run_id: String,
 }
 
-pub(super) async fn tables_page(State(state): State<Arc<AppState>>) -> Response {
-    match crate::inspect::tables(&state.lake).await {
-        Ok(tables) => page_response(&TablesPage {
+pub(super) async fn tables_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    let versions = async {
+        let tables = state.lake.list().await?;
+        versions_key(&state, &tables).await
+    };
+    let key = match versions.await {
+        Ok(versions) => format!("tables{versions}"),
+        Err(e) => return api_error_page(e),
+    };
+    let make = async {
+        let tables = crate::inspect::tables(&state.lake).await?;
+        html(&TablesPage {
             css_href: &STYLE_HREF,
             tables: tables
                 .into_iter()
@@ -53,9 +68,9 @@ pub(super) async fn tables_page(State(state): State<Arc<AppState>>) -> Response 
                     run_id: t.run_id.unwrap_or_default(),
                 })
                 .collect(),
-        }),
-        Err(e) => internal(e),
-    }
+        })
+    };
+    cached_page(&state, &headers, "ui_tables", key, make).await
 }
 
 #[derive(Template)]
@@ -145,6 +160,7 @@ pub(super) async fn table_page(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     let table = match ui_table(&state, &table).await {
         Ok(table) => table,
@@ -156,10 +172,13 @@ pub(super) async fn table_page(
             .filter(|(_, value)| !value.trim().is_empty())
             .map(|(key, value)| (key.into_owned(), value.into_owned()))
             .collect();
-    match table_view(&state, &table, &pairs).await {
-        Ok(page) => page_response(&page),
-        Err(e) => api_error_page(e),
-    }
+    // The latest version fixes the history shown and what `as_of` resolves to.
+    let key = match versions_key(&state, std::slice::from_ref(&table)).await {
+        Ok(versions) => format!("table|{}{versions}", encode(&pairs)),
+        Err(e) => return api_error_page(e),
+    };
+    let make = async { html(&table_view(&state, &table, &pairs).await?) };
+    cached_page(&state, &headers, "ui_table", key, make).await
 }
 
 async fn table_view(
@@ -358,15 +377,22 @@ pub(super) async fn lineage_page(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
     Query(params): Query<LineageParams>,
+    headers: HeaderMap,
 ) -> Response {
     let table = match ui_table(&state, &table).await {
         Ok(table) => table,
         Err(page) => return page,
     };
-    match lineage(&state, &table, params.version).await {
-        Ok(page) => page_response(&page),
-        Err(e) => api_error_page(e),
-    }
+    // A version's lineage is in its commit and never changes; "latest" moves with the table.
+    let at = match params.version {
+        Some(version) => format!("|{table}@{version}"),
+        None => match versions_key(&state, std::slice::from_ref(&table)).await {
+            Ok(versions) => versions,
+            Err(e) => return api_error_page(e),
+        },
+    };
+    let make = async { html(&lineage(&state, &table, params.version).await?) };
+    cached_page(&state, &headers, "ui_lineage", format!("lineage{at}"), make).await
 }
 
 /// Walks the commit metadata from `table` at `version` (default: latest) up to the sources:
@@ -476,6 +502,7 @@ pub(super) async fn diff_page(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
     Query(params): Query<DiffParams>,
+    headers: HeaderMap,
 ) -> Response {
     let table = match ui_table(&state, &table).await {
         Ok(table) => table,
@@ -488,12 +515,26 @@ pub(super) async fn diff_page(
             "Choose the version to compare from on the table's page.",
         );
     };
+    let given_key = params
+        .key
+        .as_deref()
+        .map(str::trim)
+        .filter(|list| !list.is_empty());
+    // Without `to` the diff runs to the latest version; without `key`, the step's key is used.
+    let versions = match versions_key(&state, std::slice::from_ref(&table)).await {
+        Ok(versions) => versions,
+        Err(e) => return api_error_page(e),
+    };
+    let cache_key = format!(
+        "diff|{from}|{:?}|{}{versions}{}",
+        params.to,
+        given_key.unwrap_or_default(),
+        given_key.map_or_else(|| definitions_key(&state), |_| String::new())
+    );
     let computed = async {
-        let key: Vec<String> = match params.key.as_deref().map(str::trim) {
-            Some(list) if !list.is_empty() => {
-                list.split(',').map(|c| c.trim().to_string()).collect()
-            }
-            _ => Dag::build(&state.config, &state.lake)
+        let key: Vec<String> = match given_key {
+            Some(list) => list.split(',').map(|c| c.trim().to_string()).collect(),
+            None => Dag::build(&state.config, &state.lake)
                 .await?
                 .natural_key(&table),
         };
@@ -501,20 +542,21 @@ pub(super) async fn diff_page(
         let limit = crate::diff::DEFAULT_SAMPLE_ROWS;
         crate::diff::diff(&state.lake, &options, &table, from, params.to, &key, limit).await
     };
-    match computed.await {
-        Ok(diff) => page_response(&diff_view(diff)),
-        Err(e) if matches!(e.fault(), crate::error::Fault::User) => error_page(
-            StatusCode::BAD_REQUEST,
-            "Cannot compare these versions",
-            &crate::error::error_chain(&e),
-        ),
-        Err(crate::error::Error::VersionNotFound { table, version }) => error_page(
-            StatusCode::NOT_FOUND,
-            "Version not found",
-            &format!("{table} has no version {version}."),
-        ),
-        Err(e) => internal(e),
-    }
+    let make = async {
+        match computed.await {
+            Ok(diff) => html(&diff_view(diff)),
+            // The whole chain: it names the column or version that was wrong.
+            Err(e) if e.fault() == crate::error::Fault::User => Err(ApiError::bad_request(
+                "bad_diff",
+                format!(
+                    "Cannot compare these versions: {}",
+                    crate::error::error_chain(&e)
+                ),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    };
+    cached_page(&state, &headers, "ui_diff", cache_key, make).await
 }
 
 /// A diff laid out for the page: rows as cells in the shared columns' order, changed rows as the
