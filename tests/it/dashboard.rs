@@ -394,8 +394,9 @@ async fn model_pages_compare_runs_and_answer_the_lookup_form() {
     // The newest run wrote the gold tables served now.
     assert!(
         model.contains(&format!(
-            "{}</a> <span class=\"badge status-succeeded\">served</span>",
-            ids[1]
+            "title=\"{}\"><code>{}</code></a> <span class=\"badge status-succeeded\">served</span>",
+            ids[1],
+            &ids[1][..8]
         )),
         "{model}"
     );

@@ -10,7 +10,7 @@ const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 240.0;
 /// Room for the axis labels left of and below the plot.
 const LEFT: f64 = 56.0;
-const BOTTOM: f64 = 28.0;
+const BOTTOM: f64 = 36.0;
 const TOP: f64 = 10.0;
 const RIGHT: f64 = 12.0;
 

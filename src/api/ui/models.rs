@@ -43,20 +43,29 @@ struct RunFacts {
 impl RunFacts {
     fn from_row(row: &Map<String, Value>) -> RunFacts {
         let clean = clean_run(row);
-        let params = match clean.get("params") {
+        let mut params: BTreeMap<String, String> = match clean.get("params") {
             Some(Value::Object(params)) => params
                 .iter()
                 .map(|(k, v)| (k.clone(), crate::output::cell_text(v)))
                 .collect(),
             _ => BTreeMap::new(),
         };
-        let numbers = clean
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(key, _)| !key.ends_with("_version"))
-            .filter_map(|(key, value)| value.as_f64().map(|v| (key.clone(), v)))
-            .collect();
+        // Some settings are also columns of their own (`factors`, `seed`, ...): they are
+        // parameters, not measures. `threads` is a setting logged only as a column.
+        let mut numbers = BTreeMap::new();
+        for (key, value) in clean.as_object().into_iter().flatten() {
+            let Some(number) = value.as_f64() else {
+                continue;
+            };
+            if key.ends_with("_version") || params.contains_key(key) {
+                continue;
+            }
+            if SETTINGS.contains(&key.as_str()) {
+                params.insert(key.clone(), crate::output::cell_text(value));
+            } else {
+                numbers.insert(key.clone(), number);
+            }
+        }
         let loss = clean["loss_history"]
             .as_array()
             .map(|values| values.iter().filter_map(Value::as_f64).collect())
@@ -98,6 +107,10 @@ impl RunFacts {
         self.run_id.get(..8).unwrap_or(&self.run_id)
     }
 }
+
+/// Numeric columns of `system.model_runs` that are settings, not measures, though `params` does
+/// not hold them.
+const SETTINGS: [&str; 1] = ["threads"];
 
 /// What a numeric column of `system.model_runs` is, for grouping and for "best".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -233,6 +246,7 @@ struct RunsTable {
 
 struct RunsTableRow {
     run_id: String,
+    short_id: String,
     trained_at: String,
     version: String,
     served: bool,
@@ -426,6 +440,7 @@ fn runs_table(
         .iter()
         .map(|run| RunsTableRow {
             run_id: run.run_id.clone(),
+            short_id: run.short_id().to_string(),
             trained_at: run.trained_at.clone(),
             version: run.version.map(|v| v.to_string()).unwrap_or_default(),
             served: served == Some(run.run_id.as_str()),

@@ -224,8 +224,9 @@ struct StepRow {
 struct Timeline {
     height: usize,
     bars: Vec<TimelineBar>,
-    /// Tick marks along the axis: x and label.
-    ticks: Vec<(f64, String)>,
+    /// Tick marks along the axis: x, label and its `text-anchor` (the last one ends at its mark,
+    /// so it stays inside the drawing).
+    ticks: Vec<(f64, String, &'static str)>,
 }
 
 struct TimelineBar {
@@ -384,7 +385,16 @@ fn timeline(run_start: Option<Instant>, run_end: Option<Instant>, steps: &[Value
     let ticks = (0..=4)
         .map(|i| {
             let at = span_ms * f64::from(i) / 4.0;
-            (TIMELINE_LABELS + at * scale, human_duration(at as i64))
+            let anchor = match i {
+                0 => "start",
+                4 => "end",
+                _ => "middle",
+            };
+            (
+                TIMELINE_LABELS + at * scale,
+                human_duration(at as i64),
+                anchor,
+            )
         })
         .collect();
     Timeline {
