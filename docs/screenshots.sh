@@ -16,13 +16,16 @@ fi
 browser="$(command -v chromium || command -v chromium-browser)"
 work="$(mktemp -d)"
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# strata's own output goes to a log, shown if a step fails.
+log="$work/strata.log"
+trap 'echo "failed; strata said:"; cat "$log"' ERR
 cp -r "$repo/sql" "$repo/config" "$work/"
 cd "$work"
-"$strata" sample --users 600 --items 400 --ratings 30000 --out lake/raw >/dev/null
-"$strata" run >/dev/null
+"$strata" sample --users 600 --items 400 --ratings 30000 --out lake/raw >>"$log" 2>&1
+"$strata" run >>"$log" 2>&1
 # New ratings: every table downstream gets a second version and the model a second training.
 printf '1::1::5::978300760\n1::2::1::978300761\n2::3::4::978300762\n' >>lake/raw/ratings.dat
-"$strata" run >/dev/null
+"$strata" run >>"$log" 2>&1
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$strata" serve --bind "127.0.0.1:$port" >serve.log 2>&1 &
 server=$!

@@ -454,7 +454,10 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             let lake = Arc::new(open_lake(&config, false).await?);
             match show {
                 None => {
-                    let runs = run_log::list_runs(&lake, limit).await?;
+                    let runs = run_log::RunLogReader::latest(&lake)
+                        .await?
+                        .list_runs(limit)
+                        .await?;
                     let columns = [
                         "run_id",
                         "trigger",
@@ -467,14 +470,15 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                     emit!("{}", output::rows(&runs, &columns, format)?);
                 }
                 Some(RunsCommand::Show { run_id, format }) => {
+                    let log = run_log::RunLogReader::latest(&lake).await?;
                     let run_id = if run_id == "last" {
-                        run_log::last_run_id(&lake)
+                        log.last_run_id()
                             .await?
                             .ok_or_else(|| Error::Usage("no run recorded yet".into()))?
                     } else {
                         run_id
                     };
-                    let steps = run_log::run_steps(&lake, &run_id).await?;
+                    let steps = log.run_steps(&run_id).await?;
                     if steps.is_empty() {
                         return Err(Error::Usage(format!(
                             "no steps recorded for run {run_id} (see `strata runs`)"

@@ -316,14 +316,15 @@ async fn resume_selection(
     dag: &Dag,
     previous: &str,
 ) -> Result<(BTreeSet<TableName>, String)> {
+    let log = run_log::RunLogReader::latest(lake).await?;
     let run_id = if previous == "last" {
-        run_log::last_run_id(lake)
+        log.last_run_id()
             .await?
             .ok_or_else(|| Error::Usage("--resume last: no run recorded yet".into()))?
     } else {
         previous.to_string()
     };
-    let runs = run_log::list_runs(lake, usize::MAX >> 1).await?;
+    let runs = log.list_runs(usize::MAX >> 1).await?;
     let run = runs
         .iter()
         .find(|r| r["run_id"] == run_id.as_str())
@@ -353,7 +354,7 @@ async fn resume_selection(
     let original = dag.select(&tables, downstream)?;
     // A step's last attempt decides: attempts are logged in order.
     let mut last_status: BTreeMap<String, String> = BTreeMap::new();
-    for step in run_log::run_steps(lake, &run_id).await? {
+    for step in log.run_steps(&run_id).await? {
         if let (Some(name), Some(status)) = (step["step"].as_str(), step["status"].as_str()) {
             last_status.insert(name.to_string(), status.to_string());
         }

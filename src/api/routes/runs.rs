@@ -16,7 +16,7 @@ use crate::api::state::AppState;
 use crate::catalog::TableName;
 use crate::error::Error;
 use crate::pipeline::run::RunOptions;
-use crate::pipeline::run_log::{self, Trigger};
+use crate::pipeline::run_log::{RunLogReader, Trigger};
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -98,7 +98,12 @@ pub async fn runs_list(
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let limit = params.limit.unwrap_or(20).min(10_000);
-    Ok(Json(run_log::list_runs(&state.lake, limit).await?))
+    Ok(Json(
+        RunLogReader::latest(&state.lake)
+            .await?
+            .list_runs(limit)
+            .await?,
+    ))
 }
 
 /// One run and its step attempts.
@@ -111,8 +116,9 @@ pub async fn run_get(
     State(state): State<Arc<AppState>>,
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let found = run_log::find_run(&state.lake, &run_id).await?;
-    let steps = run_log::run_steps(&state.lake, &run_id).await?;
+    let log = RunLogReader::latest(&state.lake).await?;
+    let found = log.find_run(&run_id).await?;
+    let steps = log.run_steps(&run_id).await?;
     let run = match found {
         Some(run) => run,
         // Just started: the run exists before its first row is committed.

@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::chart::BarChart;
 use super::html::{
-    STYLE_HREF, api_error_page, cached_page, definitions_key, html, text, versions_key,
+    STYLE_HREF, api_error_page, cached_page, definitions_key, html, pinned_run_log, text,
+    versions_key,
 };
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::state::AppState;
@@ -92,7 +93,8 @@ pub(super) async fn graph_page(
 
 async fn graph_view(state: &AppState, focus: Option<String>) -> ApiResult<String> {
     let dag = Dag::build(&state.config, &state.lake).await?;
-    let statuses = run_log::last_step_statuses(&state.lake).await?;
+    let log = pinned_run_log(state).await?;
+    let statuses = log.last_step_statuses().await?;
     let tables: BTreeSet<TableName> = state.lake.list().await?.into_iter().collect();
     let focused = match &focus {
         None => None,
@@ -130,7 +132,10 @@ const CHART_ATTEMPTS: usize = 30;
 /// How long the step's last attempts took and how many rows they wrote, oldest first, each bar
 /// coloured by the attempt's status, the median marked.
 async fn step_charts(state: &AppState, step: &str) -> ApiResult<Vec<String>> {
-    let attempts = run_log::step_attempts(&state.lake, step, CHART_ATTEMPTS).await?;
+    let attempts = pinned_run_log(state)
+        .await?
+        .step_attempts(step, CHART_ATTEMPTS)
+        .await?;
     if attempts.is_empty() {
         return Ok(Vec::new());
     }

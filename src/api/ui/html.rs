@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use std::fmt::Write as _;
 use std::future::Future;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::Path;
@@ -15,8 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::api::cache::Cached;
 use crate::api::error::{ApiError, ApiResult};
+use crate::api::snapshots::Snapshot;
 use crate::api::state::AppState;
 use crate::catalog::TableName;
+use crate::pipeline::run_log::{self, RunLogReader};
 
 const STYLE: &str = include_str!("assets/style.css");
 
@@ -83,6 +86,21 @@ pub(super) async fn versions_key(state: &AppState, tables: &[TableName]) -> ApiR
         }
     }
     Ok(key)
+}
+
+/// The run log at the versions the server serves: what the runs pages' cache keys name, read
+/// without opening anything from storage.
+pub(super) async fn pinned_run_log(state: &AppState) -> ApiResult<RunLogReader> {
+    let runs = state
+        .snapshots
+        .latest_if_exists(&run_log::runs_table())
+        .await?;
+    let step_runs = state
+        .snapshots
+        .latest_if_exists(&run_log::step_runs_table())
+        .await?;
+    let provider = |snapshot: Option<Arc<Snapshot>>| snapshot.map(|s| Arc::clone(&s.provider));
+    Ok(RunLogReader::pinned(provider(runs), provider(step_runs))?)
 }
 
 /// A stamp of the step definitions under `sql/` (each file's path, size and modification time):

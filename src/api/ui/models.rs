@@ -817,7 +817,7 @@ mod tests {
         let map = heatmap(&run);
         assert_eq!(
             map.rows[0],
-            vec![(9, "0.41".to_string()), (1, "0.04".to_string())]
+            vec![(9, "0.41".to_string()), (1, "0.05".to_string())]
         );
         assert_eq!(
             map.rows[1],

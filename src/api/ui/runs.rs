@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::html::{
-    STYLE_HREF, api_error_page, cached_page, definitions_key, error_page, html, internal, text,
-    versions_key,
+    STYLE_HREF, api_error_page, cached_page, definitions_key, error_page, html, internal,
+    pinned_run_log, text, versions_key,
 };
 use super::session::Viewer;
 use crate::api::error::{ApiError, ApiResult};
@@ -82,7 +82,8 @@ static RUN_LOG: LazyLock<[TableName; 2]> =
 async fn runs_grid(state: &AppState, page: usize, can_trigger: bool) -> ApiResult<String> {
     // One more than a page: whether an older page exists.
     let wanted = page * RUNS_PER_PAGE + 1;
-    let all = run_log::list_runs(&state.lake, wanted).await?;
+    let log = pinned_run_log(state).await?;
+    let all = log.list_runs(wanted).await?;
     let has_next = all.len() == wanted;
     let runs: Vec<&Value> = all
         .iter()
@@ -90,7 +91,7 @@ async fn runs_grid(state: &AppState, page: usize, can_trigger: bool) -> ApiResul
         .take(RUNS_PER_PAGE)
         .collect();
     let ids: Vec<String> = runs.iter().map(|r| text(r, "run_id")).collect();
-    let attempts = run_log::last_attempts(&state.lake, &ids).await?;
+    let attempts = log.last_attempts(&ids).await?;
     // Columns: the steps in DAG order, then any step a listed run ran that the DAG no longer has.
     let mut steps: Vec<String> = match Dag::build(&state.config, &state.lake).await {
         Ok(dag) => dag.ordered().map(|s| s.table.to_string()).collect(),
@@ -257,11 +258,12 @@ pub(super) async fn run_page(
 }
 
 async fn run_view(state: &AppState, run_id: String) -> ApiResult<String> {
+    let log = pinned_run_log(state).await?;
     let found = async {
-        let Some(run) = run_log::find_run(&state.lake, &run_id).await? else {
+        let Some(run) = log.find_run(&run_id).await? else {
             return Ok::<_, crate::error::Error>(None);
         };
-        let steps = run_log::run_steps(&state.lake, &run_id).await?;
+        let steps = log.run_steps(&run_id).await?;
         let tables = state.lake.list().await?;
         Ok(Some((run, steps, tables)))
     };

@@ -5,6 +5,7 @@
 //! its outcome when it ends; each step appends its row to `system.step_runs` as soon as it
 //! finishes, so a run killed half way still shows which steps committed. A run left `running` by a
 //! killed process is marked `failed` by the next run on the lake (see [`mark_abandoned`]).
+//! [`RunLogReader`] answers the questions asked of the log (runs, a run's steps, the grid).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,13 +17,15 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::catalog::{Lake, Layer, TableName};
 use crate::error::Result;
 use crate::pipeline::StepStatus;
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 pub use crate::run_options::Trigger;
+pub use reader::RunLogReader;
+
+mod reader;
 
 pub fn runs_table() -> TableName {
     TableName::new(Layer::System, "runs")
@@ -301,138 +304,10 @@ fn step_row(
     Ok((schema, batch))
 }
 
-/// Runs newest first, at most `limit`.
-pub async fn list_runs(lake: &Arc<Lake>, limit: usize) -> Result<Vec<Value>> {
-    if !lake.exists(&runs_table()).await? {
-        return Ok(Vec::new());
-    }
-    query_json(
-        lake,
-        &format!(
-            "SELECT run_id, trigger, selection, full_refresh, started_at, ended_at, status, error \
-             FROM system.runs ORDER BY started_at DESC, run_id LIMIT {limit}"
-        ),
-    )
-    .await
-}
-
-/// One run's row of `system.runs` (the columns [`list_runs`] gives), if there is one.
-pub async fn find_run(lake: &Arc<Lake>, run_id: &str) -> Result<Option<Value>> {
-    if !lake.exists(&runs_table()).await? {
-        return Ok(None);
-    }
-    let rows = query_json(
-        lake,
-        &format!(
-            "SELECT run_id, trigger, selection, full_refresh, started_at, ended_at, status, error \
-             FROM system.runs WHERE run_id = {}",
-            commit::quote_literal(run_id)
-        ),
-    )
-    .await?;
-    Ok(rows.into_iter().next())
-}
-
-/// The last attempt of every step of each of `run_ids` (`run_id`, `step`, `attempt`, `status`,
-/// `rows`, `version`, `ended_at`): one query for a page of the runs grid.
-pub async fn last_attempts(lake: &Arc<Lake>, run_ids: &[String]) -> Result<Vec<Value>> {
-    if run_ids.is_empty() || !lake.exists(&step_runs_table()).await? {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<String> = run_ids.iter().map(|id| commit::quote_literal(id)).collect();
-    query_json(
-        lake,
-        &format!(
-            "SELECT run_id, step, attempt, status, rows, version, ended_at FROM ( \
-               SELECT *, row_number() OVER (PARTITION BY run_id, step ORDER BY attempt DESC) AS n \
-               FROM system.step_runs WHERE run_id IN ({})) WHERE n = 1",
-            ids.join(", ")
-        ),
-    )
-    .await
-}
-
-/// Every step's most recent attempt across all runs (`step`, `status`, `run_id`, `ended_at`):
-/// what the step graph colours its nodes by.
-pub async fn last_step_statuses(lake: &Arc<Lake>) -> Result<Vec<Value>> {
-    if !lake.exists(&step_runs_table()).await? {
-        return Ok(Vec::new());
-    }
-    query_json(
-        lake,
-        "SELECT step, status, run_id, ended_at FROM ( \
-           SELECT step, status, run_id, ended_at, \
-             row_number() OVER (PARTITION BY step ORDER BY ended_at DESC, attempt DESC) AS n \
-           FROM system.step_runs) WHERE n = 1",
-    )
-    .await
-}
-
-/// A step's last `limit` attempts across runs, newest first (`run_id`, `attempt`, `status`,
-/// `rows`, `started_at`, `ended_at`): its duration and rows over time.
-pub async fn step_attempts(lake: &Arc<Lake>, step: &str, limit: usize) -> Result<Vec<Value>> {
-    if !lake.exists(&step_runs_table()).await? {
-        return Ok(Vec::new());
-    }
-    query_json(
-        lake,
-        &format!(
-            "SELECT run_id, attempt, status, rows, started_at, ended_at FROM system.step_runs \
-             WHERE step = {} ORDER BY ended_at DESC, attempt DESC LIMIT {limit}",
-            commit::quote_literal(step)
-        ),
-    )
-    .await
-}
-
-/// The step attempts of one run, in the order they finished.
-pub async fn run_steps(lake: &Arc<Lake>, run_id: &str) -> Result<Vec<Value>> {
-    if !lake.exists(&step_runs_table()).await? {
-        return Ok(Vec::new());
-    }
-    // Tables written before the `engine` column existed get it at their next append.
-    let delta = lake.open(&step_runs_table()).await?;
-    let has_engine = crate::catalog::provider(&delta)
-        .await?
-        .schema()
-        .field_with_name("engine")
-        .is_ok();
-    let engine = if has_engine {
-        "engine"
-    } else {
-        "NULL AS engine"
-    };
-    query_json(
-        lake,
-        &format!(
-            "SELECT step, attempt, status, rows, version, started_at, ended_at, inputs, detail, error, \
-             {engine} FROM system.step_runs WHERE run_id = {} ORDER BY ended_at, step, attempt",
-            commit::quote_literal(run_id)
-        ),
-    )
-    .await
-}
-
-/// The newest run's id, if any.
-pub async fn last_run_id(lake: &Arc<Lake>) -> Result<Option<String>> {
-    Ok(list_runs(lake, 1)
-        .await?
-        .first()
-        .and_then(|r| r["run_id"].as_str().map(str::to_string)))
-}
-
 /// Marks every run still `running` as `failed`: called by a run that holds the lake lock, so no
 /// other process can be executing them (their process was killed or crashed).
 pub async fn mark_abandoned(lake: &Arc<Lake>, now: DateTime<Utc>) -> Result<usize> {
-    if !lake.exists(&runs_table()).await? {
-        return Ok(0);
-    }
-    let rows = query_json(
-        lake,
-        "SELECT run_id, trigger, selection, full_refresh, started_at FROM system.runs \
-         WHERE status = 'running'",
-    )
-    .await?;
+    let rows = RunLogReader::latest(lake).await?.running().await?;
     let abandoned: Vec<RunRecord> = rows
         .iter()
         .map(|r| RunRecord {
@@ -469,13 +344,6 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     chrono::NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|t| t.and_utc())
-}
-
-async fn query_json(lake: &Arc<Lake>, sql: &str) -> Result<Vec<Value>> {
-    let result = crate::query::run(lake, &Default::default(), sql).await?;
-    let text =
-        crate::output::batches(&result.schema, &result.batches, crate::output::Format::Json)?;
-    Ok(serde_json::from_str(&text)?)
 }
 
 #[cfg(test)]
@@ -516,7 +384,12 @@ mod tests {
         let steps = |run: &'static str| {
             let lake = Arc::clone(&lake);
             async move {
-                let rows = run_steps(&lake, run).await.unwrap();
+                let rows = RunLogReader::latest(&lake)
+                    .await
+                    .unwrap()
+                    .run_steps(run)
+                    .await
+                    .unwrap();
                 rows.iter().map(|r| r["step"].clone()).collect::<Vec<_>>()
             }
         };
@@ -554,13 +427,28 @@ mod tests {
         log.compact_if_fragmented(&lake).await.unwrap();
         assert_eq!(files(Arc::clone(&lake)).await, 1);
         assert_eq!(
-            run_steps(&lake, "run-a").await.unwrap().len(),
+            RunLogReader::latest(&lake)
+                .await
+                .unwrap()
+                .run_steps("run-a")
+                .await
+                .unwrap()
+                .len(),
             COMPACT_AT_FILES + 1
         );
         // The log still appends after compacting.
         log.record(&lake, "run-b", now, &report("silver.next"), &inputs)
             .await
             .unwrap();
-        assert_eq!(run_steps(&lake, "run-b").await.unwrap().len(), 1);
+        assert_eq!(
+            RunLogReader::latest(&lake)
+                .await
+                .unwrap()
+                .run_steps("run-b")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
