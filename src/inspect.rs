@@ -10,6 +10,8 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
+use deltalake::DeltaTable;
+
 use crate::catalog::{Lake, TableName, row_count};
 use crate::catalog::{META_INPUTS, META_RUN_ID, META_STEP};
 use crate::error::{Error, Result};
@@ -48,33 +50,38 @@ pub async fn tables(lake: &Lake) -> Result<Vec<TableInfo>> {
     let mut infos = Vec::new();
     for table in lake.list().await? {
         let delta = lake.open(&table).await?;
-        let version = delta.version().unwrap_or(0);
-        let last_commit = delta
-            .snapshot()
-            .ok()
-            .and_then(|s| s.version_timestamp(version))
-            .and_then(rfc3339_millis);
-        // The newest commit only: one small read of the log's tail.
-        let newest: Vec<_> = delta
-            .history(Some(1))
-            .try_collect()
-            .await
-            .map_err(|e| Error::delta(&table, e))?;
-        let run_id = newest
-            .first()
-            .and_then(|c| c.info.get(META_RUN_ID))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        infos.push(TableInfo {
-            table: table.to_string(),
-            layer: table.layer.to_string(),
-            version,
-            rows: row_count(&delta),
-            last_commit,
-            run_id,
-        });
+        infos.push(table_info(&table, &delta).await?);
     }
     Ok(infos)
+}
+
+/// One table's [`TableInfo`] at the version `delta` holds (a server passes its pinned snapshot).
+pub async fn table_info(table: &TableName, delta: &DeltaTable) -> Result<TableInfo> {
+    let version = delta.version().unwrap_or(0);
+    let last_commit = delta
+        .snapshot()
+        .ok()
+        .and_then(|s| s.version_timestamp(version))
+        .and_then(rfc3339_millis);
+    // The newest commit only: one small read of the log's tail.
+    let newest: Vec<_> = delta
+        .history(Some(1))
+        .try_collect()
+        .await
+        .map_err(|e| Error::delta(table, e))?;
+    let run_id = newest
+        .first()
+        .and_then(|c| c.info.get(META_RUN_ID))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(TableInfo {
+        table: table.to_string(),
+        layer: table.layer.to_string(),
+        version,
+        rows: row_count(delta),
+        last_commit,
+        run_id,
+    })
 }
 
 /// Every version of a table, newest first.

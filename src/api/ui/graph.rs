@@ -29,12 +29,12 @@ use crate::pipeline::dag::Dag;
 use crate::pipeline::run_log;
 use crate::pipeline::step::Step;
 
-const NODE_WIDTH: f64 = 200.0;
+const NODE_WIDTH: f64 = 210.0;
 const NODE_HEIGHT: f64 = 36.0;
-const COLUMN_GAP: f64 = 70.0;
+const COLUMN_GAP: f64 = 60.0;
 const ROW_GAP: f64 = 16.0;
 /// Longest label drawn in a node; the full name is in its title.
-const LABEL_CHARS: usize = 27;
+const LABEL_CHARS: usize = 25;
 
 #[derive(Template)]
 #[template(path = "graph.html")]
@@ -45,6 +45,8 @@ struct GraphPage {
     step_charts: Vec<String>,
     width: f64,
     height: f64,
+    node_width: f64,
+    node_height: f64,
     nodes: Vec<Node>,
     edges: Vec<Edge>,
 }
@@ -338,6 +340,8 @@ fn layout(
         step_charts: Vec::new(),
         width,
         height,
+        node_width: NODE_WIDTH,
+        node_height: NODE_HEIGHT,
         nodes,
         edges,
     }

@@ -45,16 +45,29 @@ pub(super) async fn tables_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Response {
-    let versions = async {
-        let tables = state.lake.list().await?;
-        versions_key(&state, &tables).await
+    // Every table's pinned snapshot: the key, and what the page is computed from.
+    let pinned = async {
+        let mut snapshots = Vec::new();
+        for table in state.lake.list().await? {
+            if let Some(snapshot) = state.snapshots.latest_if_exists(&table).await? {
+                snapshots.push(snapshot);
+            }
+        }
+        ApiResult::Ok(snapshots)
     };
-    let key = match versions.await {
-        Ok(versions) => format!("tables{versions}"),
+    let snapshots = match pinned.await {
+        Ok(snapshots) => snapshots,
         Err(e) => return api_error_page(e),
     };
+    let key: String = snapshots
+        .iter()
+        .map(|s| format!("|{}@{}", s.table, s.version))
+        .collect();
     let make = async {
-        let tables = crate::inspect::tables(&state.lake).await?;
+        let mut tables = Vec::with_capacity(snapshots.len());
+        for snapshot in &snapshots {
+            tables.push(crate::inspect::table_info(&snapshot.table, &snapshot.delta).await?);
+        }
         html(&TablesPage {
             css_href: &STYLE_HREF,
             tables: tables
@@ -70,7 +83,7 @@ pub(super) async fn tables_page(
                 .collect(),
         })
     };
-    cached_page(&state, &headers, "ui_tables", key, make).await
+    cached_page(&state, &headers, "ui_tables", format!("tables{key}"), make).await
 }
 
 #[derive(Template)]
