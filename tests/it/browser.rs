@@ -239,6 +239,17 @@ async fn in_a_real_browser_runs_lead_to_a_run_a_table_a_diff_and_model_runs_and_
     let graph = check_page(&browser, &server).await;
     assert!(graph.contains("gold.movie_stats"), "{graph}");
 
+    // The rest of the pages once each: a step's charts, a lineage, the sign-in page.
+    for (path, words) in [
+        ("/ui/graph?focus=silver.ratings", "Last attempts"),
+        ("/ui/tables/gold.movie_stats/lineage", "Lineage of"),
+        ("/ui/login", "Auth is off"),
+    ] {
+        browser.goto(&server.url(path)).await.unwrap();
+        let page = check_page(&browser, &server).await;
+        assert!(page.contains(words), "{path}: {page}");
+    }
+
     browser.goto(&server.url("/ui/tables")).await.unwrap();
     check_page(&browser, &server).await;
 
