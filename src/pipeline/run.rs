@@ -20,6 +20,7 @@ use crate::pipeline::dag::Dag;
 use crate::pipeline::lake_lock::LakeLock;
 use crate::pipeline::progress::StepProgress;
 use crate::pipeline::run_log::{self, RunRecord};
+use crate::pipeline::sql_step;
 use crate::pipeline::step::Step;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::sample;
@@ -139,6 +140,12 @@ pub async fn run_locked(
             "marked runs left running by a killed process as failed"
         ),
         Err(e) => warn!(error = %e, "could not check system.runs for abandoned runs"),
+    }
+    // And whatever those runs had staged is theirs alone: nobody will commit it now.
+    match sql_step::clear_abandoned_staging(&lake, &ctx.run_id) {
+        Ok(0) => {}
+        Ok(n) => warn!(runs = n, "removed staging left by killed runs"),
+        Err(e) => warn!(error = %e, "could not remove staging left by killed runs"),
     }
     let mut record = RunRecord {
         run_id: ctx.run_id.clone(),

@@ -241,13 +241,43 @@ struct Staging {
     url: String,
 }
 
+/// Where SQL steps stage their results: `<lake>/_staging`, or a temporary directory for a lake on
+/// an object store.
+fn staging_root(lake: &crate::catalog::Lake) -> PathBuf {
+    let base = match lake.local_root() {
+        Some(root) => root.to_path_buf(),
+        None => std::env::temp_dir().join("strata"),
+    };
+    base.join("_staging")
+}
+
+/// Removes what runs killed mid-step staged (`<lake>/_staging/<their run id>/`): called by a run
+/// that holds the lake lock, so no other run is staging there. Returns the directories removed.
+/// A lake on an object store stages in a temporary directory that other lakes' runs share, so
+/// nothing is removed there.
+pub fn clear_abandoned_staging(lake: &crate::catalog::Lake, run_id: &str) -> Result<usize> {
+    if lake.local_root().is_none() {
+        return Ok(0);
+    }
+    let root = staging_root(lake);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(&root, e))?.path();
+        if path.file_name().is_some_and(|name| name != run_id) {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    let _ = std::fs::remove_dir(&root);
+    Ok(removed)
+}
+
 impl Staging {
     fn create(lake: &crate::catalog::Lake, run_id: &str, table: &TableName) -> Result<Staging> {
-        let base = match lake.local_root() {
-            Some(root) => root.to_path_buf(),
-            None => std::env::temp_dir().join("strata"),
-        };
-        let dir = base.join("_staging").join(run_id).join(table.to_string());
+        let dir = staging_root(lake).join(run_id).join(table.to_string());
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }

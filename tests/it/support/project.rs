@@ -119,6 +119,16 @@ impl Project {
     }
 
     /// Runs `strata ARGS` in the project directory with a clean `STRATA_*` environment.
+    /// `strata ARGS` in the project, to spawn (output discarded).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = strata_command(self.root());
+        command
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    }
+
     pub fn strata(&self, args: &[&str]) -> Output {
         strata_command(self.root())
             .args(args)
