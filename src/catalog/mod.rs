@@ -178,9 +178,15 @@ impl Lake {
         }
     }
 
+    /// A local table exists once its first commit does (or a checkpoint, once old commits are
+    /// cleaned up): a `_delta_log` directory without either is what a process killed while
+    /// creating the table leaves, and the next write creates the table there anew.
     fn exists_locally(&self, table: &TableName) -> bool {
-        self.local_table_dir(table)
-            .is_some_and(|dir| dir.join("_delta_log").is_dir())
+        self.local_table_dir(table).is_some_and(|dir| {
+            let log = dir.join("_delta_log");
+            log.join("00000000000000000000.json").is_file()
+                || log.join("_last_checkpoint").is_file()
+        })
     }
 
     /// Every table of the lake, sorted by layer then name.
