@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -135,6 +135,15 @@ pub struct Gate {
     pub open_paths: Vec<String>,
 }
 
+/// The token of an `Authorization: Bearer <token>` header, trimmed.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// Middleware enforcing the rules of the module docs.
 pub async fn require_token(
     State(gate): State<Arc<Gate>>,
@@ -150,16 +159,12 @@ pub async fn require_token(
     if dashboard || gate.open_paths.iter().any(|p| p == path) {
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer_token(request.headers());
     let outcome = match token {
         None => Err(unauthorized(
             "missing bearer token (Authorization: Bearer <jwt>)",
         )),
-        Some(token) => verifier.verify(token.trim()),
+        Some(token) => verifier.verify(token),
     };
     match outcome {
         Ok(role) if role >= required_role(request.method(), path) => next.run(request).await,

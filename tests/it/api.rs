@@ -143,6 +143,17 @@ pub(crate) fn built_project() -> Project {
     built_project_on(Backend::Local)
 }
 
+/// [`built_project`] run again after user 6 re-rated movie 2 (4 -> 1): every table downstream of
+/// the ratings has a second version to compare with the first.
+pub(crate) fn rerated_project() -> Project {
+    let project = built_project();
+    let mut ratings = crate::support::project::RATINGS.to_string();
+    ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n");
+    project.write_raw("ratings.dat", ratings.as_bytes());
+    project.ok(&["run"]);
+    project
+}
+
 /// [`built_project`] with the lake on `backend`.
 fn built_project_on(backend: Backend) -> Project {
     let project = Project::movielens_on(backend);
@@ -843,11 +854,7 @@ fn the_binary_serves_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_of_two_versions_counts_and_shows_the_changed_cells() {
-    let project = built_project();
-    let mut ratings = crate::support::project::RATINGS.to_string();
-    ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n"); // user 6 re-rates movie 2
-    project.write_raw("ratings.dat", ratings.as_bytes());
-    project.ok(&["run"]);
+    let project = rerated_project();
     let server = TestServer::start(&project, "").await;
 
     let (status, diff) = server

@@ -15,7 +15,7 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::api::{TestServer, built_project};
+use crate::api::{TestServer, rerated_project};
 
 /// axe-core, vendored: the rules a page is checked against (MPL-2.0, header kept in the file).
 const AXE: &str = include_str!("../browser/axe-4.14.1.min.js");
@@ -199,17 +199,7 @@ async fn in_a_real_browser_runs_lead_to_a_run_a_table_a_diff_and_model_runs_and_
     let Some(driver) = Chromedriver::start("browser walk").await else {
         return;
     };
-    let project = tokio::task::spawn_blocking(|| {
-        let project = built_project();
-        // A second version of silver.ratings, so its history offers a diff.
-        let mut ratings = crate::support::project::RATINGS.to_string();
-        ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n");
-        project.write_raw("ratings.dat", ratings.as_bytes());
-        project.ok(&["run"]);
-        project
-    })
-    .await
-    .unwrap();
+    let project = tokio::task::spawn_blocking(rerated_project).await.unwrap();
     let server = TestServer::start(&project, "").await;
     let browser = driver.browser().await;
 

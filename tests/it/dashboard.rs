@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 
-use crate::api::{SECRET, TestServer, built_project, claims, token};
+use crate::api::{SECRET, TestServer, built_project, claims, rerated_project, token};
 use crate::penguins::Example;
 
 /// An attribute value as the browser reads it (askama writes `&` as `&#38;`).
@@ -139,16 +139,7 @@ async fn the_dashboard_shows_runs_as_a_grid_and_every_link_it_shows_resolves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_pages_link_versions_to_runs_and_mark_the_changed_cells_of_a_diff() {
-    let project = tokio::task::spawn_blocking(|| {
-        let project = built_project();
-        let mut ratings = crate::support::project::RATINGS.to_string();
-        ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n"); // user 6 re-rates movie 2
-        project.write_raw("ratings.dat", ratings.as_bytes());
-        project.ok(&["run"]);
-        project
-    })
-    .await
-    .unwrap();
+    let project = tokio::task::spawn_blocking(rerated_project).await.unwrap();
     let server = TestServer::start(&project, "").await;
 
     let catalog = server.get("/ui/tables").await.text().await.unwrap();
@@ -215,16 +206,7 @@ async fn links_resolve(server: &TestServer, html: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_preview_filters_sorts_pages_travels_in_time_and_downloads_csv() {
-    let project = tokio::task::spawn_blocking(|| {
-        let project = built_project();
-        let mut ratings = crate::support::project::RATINGS.to_string();
-        ratings.push_str("6::1::5::978300760\n6::2::1::978300999\n");
-        project.write_raw("ratings.dat", ratings.as_bytes());
-        project.ok(&["run"]);
-        project
-    })
-    .await
-    .unwrap();
+    let project = tokio::task::spawn_blocking(rerated_project).await.unwrap();
     let server = TestServer::start(&project, "").await;
 
     // A submitted form leaves empty fields behind: they are ignored.

@@ -31,9 +31,9 @@ pub(super) static STYLE_HREF: LazyLock<String> = LazyLock::new(|| {
 });
 
 pub(super) fn page_response(page: &impl Template) -> Response {
-    match render(page) {
-        Ok(html) => html.into_response(),
-        Err(e) => internal(e),
+    match html(page) {
+        Ok(page) => Html(page).into_response(),
+        Err(e) => api_error_page(e),
     }
 }
 
@@ -176,12 +176,6 @@ pub(super) fn internal(e: crate::error::Error) -> Response {
         "Something went wrong",
         &crate::error::error_chain(&e),
     )
-}
-
-pub(super) fn render(page: &impl Template) -> crate::error::Result<Html<String>> {
-    page.render()
-        .map(Html)
-        .map_err(|e| crate::error::Error::Internal(format!("rendering a dashboard page: {e}")))
 }
 
 /// A field of a JSON row as text (`""` for null or missing; numbers as written).

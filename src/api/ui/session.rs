@@ -14,11 +14,11 @@ use askama::Template;
 use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::html::{STYLE_HREF, error_page, render};
-use crate::api::auth::Role;
+use super::html::{STYLE_HREF, api_error_page, error_page, html};
+use crate::api::auth::{Role, bearer_token};
 use crate::api::state::AppState;
 
 /// The cookie holding the dashboard's token.
@@ -53,11 +53,7 @@ pub(super) async fn require_session(
         return next.run(request).await;
     }
     let headers = request.headers();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let bearer = bearer_token(headers);
     let cookie = cookie_token(headers);
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     let role = match bearer.or(cookie.as_deref()).map(|t| verifier.verify(t)) {
@@ -175,9 +171,9 @@ pub(super) async fn login_form(
 }
 
 fn login_page(status: StatusCode, page: &LoginPage) -> Response {
-    match render(page) {
-        Ok(html) => (status, html).into_response(),
-        Err(e) => super::html::internal(e),
+    match html(page) {
+        Ok(page) => (status, Html(page)).into_response(),
+        Err(e) => api_error_page(e),
     }
 }
 
