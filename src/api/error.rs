@@ -124,12 +124,25 @@ impl From<datafusion::error::DataFusionError> for ApiError {
             Df::ArrowError(..) | Df::Execution(..) => {
                 ApiError::bad_request("query_failed", e.to_string())
             }
+            // Functions report what is wrong with their arguments as external errors (an invalid
+            // pattern in `regexp_replace`); storage failures reading a table come this way too and
+            // stay internal.
+            Df::External(inner) if caused_by_the_query(inner.as_ref()) => {
+                ApiError::bad_request("query_failed", e.to_string())
+            }
             _ => ApiError::internal(e),
         }
     }
 }
 
 /// Handler result.
+/// Whether an external error inside a query is the query's own fault: an argument a function
+/// refused (a regular expression, a value Arrow cannot convert).
+fn caused_by_the_query(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error.downcast_ref::<regex::Error>().is_some()
+        || error.downcast_ref::<arrow::error::ArrowError>().is_some()
+}
+
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// Middleware: gives every error response the JSON shape, including those produced outside the

@@ -10,13 +10,16 @@
 //! Invariants: every response is computed from pinned Delta snapshots and cached under the versions
 //! it read, so nothing stale is served once the refresher (or `POST /v1/admin/refresh`) has seen a
 //! new version; errors are `{"error":{"code","message"}}` with stable codes; with auth on, only
-//! `serve.open_paths` answer without a valid token.
+//! `serve.open_paths` answer without a valid token; every answer carries the security headers
+//! (`headers`) and connections are capped in all and per client (`listener`).
 
 pub mod auth;
 pub mod cache;
 pub mod encode;
 pub mod error;
+pub mod headers;
 pub mod index;
+pub mod listener;
 pub mod metrics;
 pub mod models;
 pub mod page;
@@ -37,7 +40,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tracing::info;
+use tracing::{info, warn};
 use utoipa::OpenApi;
 
 use crate::config::Config;
@@ -140,6 +143,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             serve.request_timeout,
         ))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             metrics::track,
@@ -215,7 +219,7 @@ async fn openapi_get() -> impl IntoResponse {
 
 /// A bound, not yet serving, server: lets callers (and tests) learn the port before serving.
 pub struct Server {
-    listener: tokio::net::TcpListener,
+    listener: listener::CappedListener,
     state: Arc<AppState>,
 }
 
@@ -234,6 +238,16 @@ impl Server {
                 what: format!("cannot listen on {addr}"),
                 source,
             })?;
+        let serve = &state.config.serve;
+        if serve.auth.is_none() && !addr.ip().is_loopback() {
+            warn!(%addr, "auth is off and the server listens beyond this machine: anyone who \
+                can reach the port can read every table and start runs (set [serve.auth])");
+        }
+        let listener = listener::CappedListener::new(
+            listener,
+            serve.max_connections,
+            serve.max_connections_per_client,
+        );
         Ok(Server { listener, state })
     }
 

@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::api::auth::{Gate, Verifier};
 use crate::api::cache::ResponseCache;
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::index::Indexes;
 use crate::api::metrics::Metrics;
 use crate::api::models::Models;
@@ -31,6 +35,9 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// Where `POST /v1/query` spills (under `run.spill_dir`), for the server's lifetime.
     pub spill: Arc<SpillArea>,
+    /// Queries (SQL, diffs) running at once, each with its own memory pool: together they hold at
+    /// most `serve.max_concurrent_queries` x `serve.query_memory_limit_mb`.
+    query_slots: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -45,6 +52,7 @@ impl AppState {
             .transpose()?;
         Ok(Arc::new(AppState {
             spill: Arc::new(SpillArea::open(&config.spill_root())?),
+            query_slots: Arc::new(Semaphore::new(config.serve.max_concurrent_queries)),
             runner: Arc::new(Runner::new(Arc::clone(&config), Arc::clone(&lake))),
             snapshots: Snapshots::new(Arc::clone(&lake)),
             cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
@@ -61,7 +69,7 @@ impl AppState {
     }
 
     /// Session settings for one `POST /v1/query`: the config's DataFusion options and a pool of
-    /// its own (one query cannot starve another).
+    /// its own (one query cannot starve another). Hold a [`Self::query_slot`] while it runs.
     pub fn query_session_options(&self) -> Result<SessionOptions> {
         let limit = MemoryLimit::configured(
             "serve.query_memory_limit_mb",
@@ -72,6 +80,26 @@ impl AppState {
             limit,
             Some(Arc::clone(&self.spill)),
         )
+    }
+
+    /// Waits (at most `serve.query_timeout_ms`) until fewer than `serve.max_concurrent_queries`
+    /// queries run; the slot is given back when the permit is dropped. A query that cannot start
+    /// in time gets 429 `too_many_queries`.
+    pub async fn query_slot(&self) -> ApiResult<OwnedSemaphorePermit> {
+        let serve = &self.config.serve;
+        let slot = Arc::clone(&self.query_slots).acquire_owned();
+        match tokio::time::timeout(serve.query_timeout, slot).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_queries",
+                format!(
+                    "{} queries were running for serve.query_timeout_ms ({} ms); retry later",
+                    serve.max_concurrent_queries,
+                    serve.query_timeout.as_millis()
+                ),
+            )),
+        }
     }
 
     /// Picks up new table versions now; publishes the served versions to `/metrics`.

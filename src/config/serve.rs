@@ -20,8 +20,11 @@ pub(crate) struct RawServe {
     query_max_rows: Option<usize>,
     query_timeout_ms: Option<u64>,
     query_memory_limit_mb: Option<u64>,
+    max_concurrent_queries: Option<usize>,
     request_timeout_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
     refresh_interval_ms: Option<u64>,
     cache_entries: Option<u64>,
     cors_origins: Option<Vec<String>>,
@@ -60,8 +63,14 @@ pub struct ServeConfig {
     pub query_timeout: Duration,
     /// Memory pool of each query's DataFusion session.
     pub query_memory_limit_bytes: usize,
+    /// Queries (`POST /v1/query`, diffs) running at once; more wait for a slot.
+    pub max_concurrent_queries: usize,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Open connections in all; beyond it clients wait to be accepted (`api::listener`).
+    pub max_connections: usize,
+    /// Open connections from one IP address; beyond it a client gets 429.
+    pub max_connections_per_client: usize,
     /// How often the server looks for new Delta versions of the tables it serves.
     pub refresh_interval: Duration,
     /// Entries of the response cache (recommendations and table pages).
@@ -121,8 +130,17 @@ impl RawServe {
         let query_max_rows = positive("query_max_rows", self.query_max_rows.map(as_u64));
         let query_timeout_ms = positive("query_timeout_ms", self.query_timeout_ms);
         let query_memory_limit_mb = positive("query_memory_limit_mb", self.query_memory_limit_mb);
+        let max_concurrent_queries = positive(
+            "max_concurrent_queries",
+            self.max_concurrent_queries.map(as_u64),
+        );
         let request_timeout_ms = positive("request_timeout_ms", self.request_timeout_ms);
         let max_body_bytes = positive("max_body_bytes", self.max_body_bytes.map(as_u64));
+        let max_connections = positive("max_connections", self.max_connections.map(as_u64));
+        let max_connections_per_client = positive(
+            "max_connections_per_client",
+            self.max_connections_per_client.map(as_u64),
+        );
         let refresh_interval_ms = positive("refresh_interval_ms", self.refresh_interval_ms);
         let cache_entries = positive("cache_entries", self.cache_entries);
         if default_page_rows > max_page_rows {
@@ -174,8 +192,11 @@ impl RawServe {
             query_max_rows: query_max_rows as usize,
             query_timeout: Duration::from_millis(query_timeout_ms),
             query_memory_limit_bytes: (query_memory_limit_mb as usize) << 20,
+            max_concurrent_queries: max_concurrent_queries as usize,
             request_timeout: Duration::from_millis(request_timeout_ms),
             max_body_bytes: max_body_bytes as usize,
+            max_connections: max_connections as usize,
+            max_connections_per_client: max_connections_per_client as usize,
             refresh_interval: Duration::from_millis(refresh_interval_ms),
             cache_entries,
             cors_origins: self.cors_origins.unwrap_or_default(),

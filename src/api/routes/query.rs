@@ -4,7 +4,9 @@
 //! by DataFusion's read-only planning options): DDL, DML, `COPY`, `SET`, `EXPLAIN` and several
 //! statements get 400 `read_only`. The query runs in its own session with a memory pool
 //! (`serve.query_memory_limit_mb`), at most `serve.query_max_rows` rows come back, and it is
-//! cancelled after `serve.query_timeout_ms` (408 `timeout`).
+//! cancelled after `serve.query_timeout_ms` (408 `timeout`). At most
+//! `serve.max_concurrent_queries` run at once; the next waits for a slot (429 `too_many_queries`
+//! after `serve.query_timeout_ms`).
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub struct QueryRequest {
         (status = 408, description = "timeout", body = crate::api::error::ErrorBody),
         (status = 413, description = "body too large", body = crate::api::error::ErrorBody),
         (status = 422, description = "memory_limit", body = crate::api::error::ErrorBody),
+        (status = 429, description = "too_many_queries: serve.max_concurrent_queries were running for serve.query_timeout_ms", body = crate::api::error::ErrorBody),
     ))]
 pub async fn query_run(
     State(state): State<Arc<AppState>>,
@@ -68,6 +71,8 @@ pub async fn query_run(
         .limit
         .unwrap_or(serve.query_max_rows)
         .min(serve.query_max_rows);
+    // Waiting for a slot is not running: the query's own time starts once it has one.
+    let _slot = state.query_slot().await?;
     let run = async {
         let ctx = state.lake.session(&state.query_session_options()?)?;
         let frame = ctx

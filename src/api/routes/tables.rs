@@ -237,6 +237,7 @@ pub async fn table_diff(
     let from = query.from;
     let cache_key = format!("diff|{table}@{from}..{to}|{}|{limit}", key.join(","));
     let make = async {
+        let _slot = state.query_slot().await?;
         let options = state.query_session_options()?;
         let lake = &state.lake;
         let diff = crate::diff::diff(lake, &options, &table, from, Some(to), &key, limit).await?;

@@ -556,6 +556,7 @@ pub(super) async fn diff_page(
         crate::diff::diff(&state.lake, &options, &table, from, params.to, &key, limit).await
     };
     let make = async {
+        let _slot = state.query_slot().await?;
         match computed.await {
             Ok(diff) => html(&diff_view(diff)),
             // The whole chain: it names the column or version that was wrong.

@@ -1,5 +1,7 @@
 //! What the integration tests share: project builders with the repository's steps and small
-//! datasets (`project`), and the S3 test server, free ports and `on_every_lake!` (`s3`).
+//! datasets (`project`), the S3 test server, free ports and `on_every_lake!` (`s3`), and
+//! `strata serve` as a process of its own (`serve`).
 
 pub mod project;
 pub mod s3;
+pub mod serve;

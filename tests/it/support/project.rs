@@ -185,7 +185,12 @@ impl Project {
 /// The real `strata` binary, to run in `dir`, without the `STRATA_*` variables of the test's own
 /// environment (they would override the project's config).
 pub fn strata_command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    binary_command(Path::new(env!("CARGO_BIN_EXE_strata")), dir)
+}
+
+/// [`strata_command`] for another build of `strata` (a release binary, say).
+pub fn binary_command(binary: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(binary);
     command.current_dir(dir);
     for (key, _) in std::env::vars() {
         if key.starts_with("STRATA_") {

@@ -4,10 +4,13 @@
 //! ([`crate::catalog::Lake::session`] adds the lake's tables to one), sessions that write batches
 //! to Delta, and scratch sessions that query batches already in memory (expectations, API
 //! indexes), and sessions whose queries run on a Ballista cluster ([`on_cluster`]). Settings that
-//! must hold everywhere (the memory pool, spilling) are set here and nowhere else.
+//! must hold everywhere (the memory pool, spilling, yield points that let any query be cancelled:
+//! `yield_points`) are set here and nowhere else.
 //!
 //! Invariant: a session's planner knows deltalake's write nodes, so a Delta write can be planned
 //! in any session.
+
+mod yield_points;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -140,6 +143,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_config(config)
         .with_runtime_env(Arc::clone(&options.runtime))
         .with_query_planner(DeltaPlanner::new())
+        .with_physical_optimizer_rule(Arc::new(yield_points::YieldAboveRowMultipliers))
         .build();
     Ok(SessionContext::new_with_state(state))
 }

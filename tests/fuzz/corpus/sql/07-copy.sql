@@ -1,0 +1,1 @@
+COPY (SELECT * FROM silver.ratings) TO 'ratings-copy.parquet' STORED AS PARQUET
