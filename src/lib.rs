@@ -24,9 +24,9 @@
 //!   checks, the conditional-write check, clear storage errors. [`memory`]: the memory limit
 //!   (`run.memory_limit_mb`, "auto" from the machine), spill areas, out-of-memory errors that
 //!   name the operator, the process's peak memory. [`session`]: the one factory of DataFusion
-//!   sessions (shared pool, spill area, planner, reservations for training steps, a one-shot
-//!   stream of rows as a table for streaming ingest, a session whose queries run on a Ballista
-//!   cluster). [`engine`]: where SQL steps run (`[engine]`: here or on a Ballista cluster) and
+//!   sessions (shared pool, spill area, planner, yield points so any query can be cancelled,
+//!   reservations for training steps, a one-shot stream of rows as a table for streaming ingest,
+//!   a session whose queries run on a Ballista cluster). [`engine`]: where SQL steps run (`[engine]`: here or on a Ballista cluster) and
 //!   `strata cluster`, Ballista's scheduler and executor with the lake's store. [`output`]: rendering. [`fixtures`]: `strata
 //!   fixtures serve`, recorded JSON APIs served locally for offline examples.
 //! - [`catalog`]: `layer.name` ⇄ `<lake>/<layer>/<name>/`; opening tables (latest, version, as-of);
@@ -47,7 +47,8 @@
 //!   changed), for `strata diff` and the API; the key rows are matched on comes from the caller
 //!   (the step's, via [`pipeline::dag::Dag::natural_key`]).
 //! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, diffs, SQL, recommendations,
-//!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI) and the `/ui`
+//!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI, security headers,
+//!   connection caps) and the `/ui`
 //!   dashboard (`api::ui`: runs, the step graph, tables at any version, lineage, diffs and models
 //!   as server-rendered HTML and SVG, with its own sign-in).
 //! - [`cli`]: the command line, and what `strata run` shows while it runs (live progress lines on a

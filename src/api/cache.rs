@@ -1,7 +1,9 @@
 //! The response cache: encoded bodies keyed by the request *and the Delta versions it read*.
 //!
 //! A new version changes the key, so an entry can never be served stale and nothing is ever
-//! invalidated by hand; old entries simply age out (LRU-ish, bounded by `serve.cache_entries`). The
+//! invalidated by hand; old entries simply age out (LRU-ish, bounded by `serve.cache_entries` and
+//! by `serve.cache_max_mb` of keys and bodies: the soak found memory growing by the entries of every
+//! new version while the count bound was far off, RELIABILITY.md). The
 //! ETag is a hash of the same key, so `If-None-Match` gets 304 exactly while the versions behind
 //! the response are unchanged.
 
@@ -78,9 +80,20 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    pub fn new(capacity: u64, metrics: Arc<Metrics>) -> Self {
+    /// A cache of at most `max_entries` entries and `max_bytes` of keys and bodies together.
+    pub fn new(max_entries: u64, max_bytes: u64, metrics: Arc<Metrics>) -> Self {
+        // Both bounds with one weight: an entry weighs its bytes, and at least an equal share of
+        // `max_bytes`, so no more than `max_entries` fit either.
+        let share = (max_bytes / max_entries.max(1)).max(1);
+        let weigh = move |key: &String, value: &Arc<Cached>| -> u32 {
+            let bytes = (key.len() + value.body.len() + value.etag.len()) as u64;
+            u32::try_from(bytes.max(share)).unwrap_or(u32::MAX)
+        };
         Self {
-            entries: moka::future::Cache::new(capacity),
+            entries: moka::future::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(weigh)
+                .build(),
             metrics,
         }
     }
@@ -114,6 +127,38 @@ impl ResponseCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_bytes_and_its_entries() {
+        let metrics = Arc::new(Metrics::new());
+        let body = vec![b'x'; 10_000];
+        let cache = ResponseCache::new(1000, 100_000, Arc::clone(&metrics));
+        for i in 0..100 {
+            let make = async { Ok(Cached::new("k", "text/plain", body.clone())) };
+            cache
+                .get_or_make("test", format!("page|{i}"), make)
+                .await
+                .unwrap();
+        }
+        cache.entries.run_pending_tasks().await;
+        assert!(cache.entries.weighted_size() <= 100_000, "bytes bound");
+        assert!(
+            cache.entries.entry_count() <= 10,
+            "{}",
+            cache.entries.entry_count()
+        );
+
+        let cache = ResponseCache::new(5, 1 << 30, metrics);
+        for i in 0..100 {
+            let make = async { Ok(Cached::new("k", "text/plain", vec![b'x'; 10])) };
+            cache
+                .get_or_make("test", format!("page|{i}"), make)
+                .await
+                .unwrap();
+        }
+        cache.entries.run_pending_tasks().await;
+        assert!(cache.entries.entry_count() <= 5, "entries bound");
+    }
 
     #[test]
     fn etag_matches_plain_weak_and_lists() {

@@ -55,7 +55,11 @@ impl AppState {
             query_slots: Arc::new(Semaphore::new(config.serve.max_concurrent_queries)),
             runner: Arc::new(Runner::new(Arc::clone(&config), Arc::clone(&lake))),
             snapshots: Snapshots::new(Arc::clone(&lake)),
-            cache: ResponseCache::new(config.serve.cache_entries, Arc::clone(&metrics)),
+            cache: ResponseCache::new(
+                config.serve.cache_entries,
+                config.serve.cache_max_bytes,
+                Arc::clone(&metrics),
+            ),
             indexes: Indexes::default(),
             models: Models::default(),
             lake,

@@ -93,6 +93,7 @@ max_connections = 1024
 max_connections_per_client = 128
 refresh_interval_ms = 1000
 cache_entries = 100000
+cache_max_mb = 256
 cors_origins = []
 open_paths = ["/health", "/ready", "/metrics", "/openapi.json"]
 

@@ -27,6 +27,7 @@ pub(crate) struct RawServe {
     max_connections_per_client: Option<usize>,
     refresh_interval_ms: Option<u64>,
     cache_entries: Option<u64>,
+    cache_max_mb: Option<u64>,
     cors_origins: Option<Vec<String>>,
     open_paths: Option<Vec<String>>,
     recommendations: RawRecommendations,
@@ -75,6 +76,8 @@ pub struct ServeConfig {
     pub refresh_interval: Duration,
     /// Entries of the response cache (recommendations and table pages).
     pub cache_entries: u64,
+    /// Bytes of keys and bodies the response cache holds at most.
+    pub cache_max_bytes: u64,
     /// Origins allowed by CORS; `["*"]` allows any; empty turns CORS off.
     pub cors_origins: Vec<String>,
     /// Paths served without a token when auth is on.
@@ -143,6 +146,7 @@ impl RawServe {
         );
         let refresh_interval_ms = positive("refresh_interval_ms", self.refresh_interval_ms);
         let cache_entries = positive("cache_entries", self.cache_entries);
+        let cache_max_mb = positive("cache_max_mb", self.cache_max_mb);
         if default_page_rows > max_page_rows {
             report(
                 "serve.default_page_rows",
@@ -199,6 +203,7 @@ impl RawServe {
             max_connections_per_client: max_connections_per_client as usize,
             refresh_interval: Duration::from_millis(refresh_interval_ms),
             cache_entries,
+            cache_max_bytes: cache_max_mb << 20,
             cors_origins: self.cors_origins.unwrap_or_default(),
             open_paths: self.open_paths.unwrap_or_default(),
             recommendations: RecommendationsConfig {

@@ -536,6 +536,21 @@ pub(crate) fn token(
     jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, key).unwrap()
 }
 
+/// A token for `role` signed with [`SECRET`] (HS256), valid for `expires_in` seconds.
+pub(crate) fn signed(role: &str, expires_in: i64) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    token(
+        claims(role, expires_in),
+        &key,
+        jsonwebtoken::Algorithm::HS256,
+    )
+}
+
+/// The `[serve]` line that turns auth on with [`SECRET`].
+pub(crate) fn auth_on() -> String {
+    format!("auth.hs256_secret = \"{SECRET}\"")
+}
+
 pub(crate) fn claims(role: &str, expires_in: i64) -> Value {
     json!({"sub": "test", "role": role, "exp": chrono::Utc::now().timestamp() + expires_in})
 }
@@ -560,12 +575,12 @@ pub(crate) async fn status_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hs256_tokens_and_roles_gate_every_endpoint() {
     let project = tokio::task::spawn_blocking(built_project).await.unwrap();
-    let server = TestServer::start(&project, &format!("auth.hs256_secret = \"{SECRET}\"")).await;
+    let server = TestServer::start(&project, &auth_on()).await;
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
     let hs = jsonwebtoken::Algorithm::HS256;
-    let reader = token(claims("reader", 600), &key, hs);
-    let admin = token(claims("admin", 600), &key, hs);
-    let expired = token(claims("admin", -600), &key, hs);
+    let reader = signed("reader", 600);
+    let admin = signed("admin", 600);
+    let expired = signed("admin", -600);
     let wrong_key = token(
         claims("admin", 600),
         &jsonwebtoken::EncodingKey::from_secret(b"another-secret-that-is-32-bytes-long!!"),

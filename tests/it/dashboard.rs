@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 
-use crate::api::{SECRET, TestServer, built_project, claims, rerated_project, token};
+use crate::api::{TestServer, auth_on, built_project, rerated_project, signed};
 use crate::penguins::Example;
 
 /// An attribute value as the browser reads it (askama writes `&` as `&#38;`).
@@ -524,11 +524,9 @@ fn no_redirects() -> reqwest::Client {
 async fn with_auth_on_the_dashboard_signs_in_once_with_a_strict_cookie_and_checks_origin_and_role()
 {
     let project = tokio::task::spawn_blocking(built_project).await.unwrap();
-    let server = TestServer::start(&project, &format!("auth.hs256_secret = \"{SECRET}\"")).await;
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    let hs = jsonwebtoken::Algorithm::HS256;
-    let reader = token(claims("reader", 600), &key, hs);
-    let admin = token(claims("admin", 600), &key, hs);
+    let server = TestServer::start(&project, &auth_on()).await;
+    let reader = signed("reader", 600);
+    let admin = signed("admin", 600);
     let client = no_redirects();
     let origin = server.url("");
 

@@ -422,11 +422,7 @@ async fn als_and_classifier_runs_share_system_model_runs() {
             "[steps.\"gold.recommendations\"]\nk = 5\nsimilar_k = 3\nthreads = 2\n",
         );
         project.ok(&["run"]);
-        project.write(
-            "sql/gold/user_gender.classifier.toml",
-            "input = \"silver.users\"\nlabel = \"gender\"\nid_column = \"user_id\"\n\
-             features = [\"age\", \"occupation\"]\ncategorical = [\"occupation\"]\ntrees = 10\n",
-        );
+        project.add_user_gender_classifier(10);
         project.ok(&["run"]);
         project
     })

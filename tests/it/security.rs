@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::api::{SECRET, TestServer, built_project, claims, token};
+use crate::api::{SECRET, TestServer, auth_on, built_project, claims, signed, token};
 use crate::support::serve::ServeProcess;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,11 +125,9 @@ async fn at_max_connections_new_clients_wait_to_be_accepted_instead_of_failing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_cannot_reach_admin_routes_through_encodings_or_case() {
     let project = tokio::task::spawn_blocking(built_project).await.unwrap();
-    let server = TestServer::start(&project, &format!("auth.hs256_secret = \"{SECRET}\"")).await;
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    let hs = jsonwebtoken::Algorithm::HS256;
-    let reader = token(claims("reader", 600), &key, hs);
-    let admin = token(claims("admin", 600), &key, hs);
+    let server = TestServer::start(&project, &auth_on()).await;
+    let reader = signed("reader", 600);
+    let admin = signed("admin", 600);
     let rows = "[{\"user_id\": 1, \"movie_id\": 1, \"rating\": 1, \"timestamp\": 1}]";
     let attempts = [
         "/v1/admin/refresh",
@@ -201,14 +199,16 @@ async fn secrets_and_tokens_never_reach_the_log_or_error_bodies() {
         &project,
         &[("RUST_LOG", "debug")],
     );
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
     let wrong_key = jsonwebtoken::EncodingKey::from_secret(b"not-the-secret-but-32-bytes-long!!");
-    let hs = jsonwebtoken::Algorithm::HS256;
     let tokens = [
-        token(claims("reader", 600), &key, hs),
-        token(claims("admin", 600), &wrong_key, hs),
-        token(claims("admin", -600), &key, hs),
-        token(claims("nobody", 600), &key, hs),
+        signed("reader", 600),
+        token(
+            claims("admin", 600),
+            &wrong_key,
+            jsonwebtoken::Algorithm::HS256,
+        ),
+        signed("admin", -600),
+        signed("nobody", 600),
     ];
     let client = reqwest::Client::new();
     let mut bodies = String::new();

@@ -560,6 +560,27 @@ fn fuzz_sql_endpoint() {
 // JSON bodies
 // ---------------------------------------------------------------------------------------------
 
+/// Posts `body` as JSON to `path`, records the answer's status and checks it is no server error;
+/// returns the body as text (for messages) and the answer.
+fn post_json_body(
+    rt: &tokio::runtime::Runtime,
+    server: &TestServer,
+    path: &str,
+    body: &[u8],
+    statuses: &Statuses,
+) -> Result<(String, Answer), TestCaseError> {
+    let request = server
+        .client
+        .post(server.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    let answer = rt.block_on(send(request))?;
+    statuses.record(&answer);
+    let what = String::from_utf8_lossy(body).into_owned();
+    no_server_error(&what, &answer)?;
+    Ok((what, answer))
+}
+
 #[test]
 fn fuzz_row_append_bodies() {
     let rt = runtime();
@@ -572,15 +593,13 @@ fn fuzz_row_append_bodies() {
     let statuses = Statuses::default();
     fuzz("rows", 1, mutated(corpus("rows"), 6), |body| {
         let before = version(&server);
-        let request = server
-            .client
-            .post(server.url("/v1/tables/bronze.ratings/rows"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        let answer = rt.block_on(send(request))?;
-        statuses.record(&answer);
-        let what = String::from_utf8_lossy(&body).into_owned();
-        no_server_error(&what, &answer)?;
+        let (what, answer) = post_json_body(
+            &rt,
+            &server,
+            "/v1/tables/bronze.ratings/rows",
+            &body,
+            &statuses,
+        )?;
         let after = version(&server);
         if answer.status.is_success() {
             let appended = answer.json();
@@ -606,15 +625,8 @@ fn fuzz_predict_bodies() {
     ));
     let statuses = Statuses::default();
     fuzz("predict", 1, mutated(corpus("predict"), 6), |body| {
-        let request = server
-            .client
-            .post(server.url("/v1/models/penguin_species/predict"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        let answer = rt.block_on(send(request))?;
-        statuses.record(&answer);
-        let what = String::from_utf8_lossy(&body).into_owned();
-        no_server_error(&what, &answer)?;
+        let path = "/v1/models/penguin_species/predict";
+        let (what, answer) = post_json_body(&rt, &server, path, &body, &statuses)?;
         if answer.status.is_success() {
             let sent: Value = serde_json::from_slice(&body).expect("accepted JSON");
             let records = match &sent {

@@ -223,44 +223,35 @@ fn fuzz_json_reader() {
 // Round trips
 // ---------------------------------------------------------------------------------------------
 
-/// Every string cell of `column` over all batches (None for NULL).
-fn strings(outcome: &Outcome, column: usize) -> Vec<Option<String>> {
+/// Every cell of `column` over all batches, read with `value` from its Arrow array `A` (None for
+/// NULL).
+fn cells<A: Array + 'static, T>(
+    outcome: &Outcome,
+    column: usize,
+    value: impl Fn(&A, usize) -> T,
+) -> Vec<Option<T>> {
     let mut out = Vec::new();
     for batch in &outcome.batches {
         let array = batch
             .column(column)
             .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("a string column");
-        out.extend((0..array.len()).map(|i| array.is_valid(i).then(|| array.value(i).to_string())));
+            .downcast_ref::<A>()
+            .expect("the declared column type");
+        out.extend((0..array.len()).map(|i| array.is_valid(i).then(|| value(array, i))));
     }
     out
+}
+
+fn strings(outcome: &Outcome, column: usize) -> Vec<Option<String>> {
+    cells(outcome, column, |a: &StringArray, i| a.value(i).to_string())
 }
 
 fn int64s(outcome: &Outcome, column: usize) -> Vec<Option<i64>> {
-    let mut out = Vec::new();
-    for batch in &outcome.batches {
-        let array = batch
-            .column(column)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        out.extend((0..array.len()).map(|i| array.is_valid(i).then(|| array.value(i))));
-    }
-    out
+    cells(outcome, column, |a: &Int64Array, i| a.value(i))
 }
 
 fn float64s(outcome: &Outcome, column: usize) -> Vec<Option<f64>> {
-    let mut out = Vec::new();
-    for batch in &outcome.batches {
-        let array = batch
-            .column(column)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
-        out.extend((0..array.len()).map(|i| array.is_valid(i).then(|| array.value(i))));
-    }
-    out
+    cells(outcome, column, |a: &Float64Array, i| a.value(i))
 }
 
 /// A text field: any characters, with the ones CSV must quote (",", '"', newlines) over-represented.

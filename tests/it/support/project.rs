@@ -76,6 +76,18 @@ impl Project {
         project
     }
 
+    /// Adds a classifier step `gold.user_gender` (gender from age and occupation) of `trees` trees.
+    pub fn add_user_gender_classifier(&self, trees: u32) {
+        self.write(
+            "sql/gold/user_gender.classifier.toml",
+            &format!(
+                "input = \"silver.users\"\nlabel = \"gender\"\nid_column = \"user_id\"\n\
+                 features = [\"age\", \"occupation\"]\ncategorical = [\"occupation\"]\n\
+                 trees = {trees}\n"
+            ),
+        );
+    }
+
     /// The config lines for lake, raw files and steps, beside `config/`.
     pub fn paths(&self) -> String {
         format!(
