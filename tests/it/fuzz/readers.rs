@@ -58,6 +58,21 @@ fn read_all(
     }))
 }
 
+/// Writes `bytes` to the scratch file and reads it whole, requiring that it opens and that no
+/// record is rejected: what a round trip of well-formed rows must give.
+fn read_without_rejects(
+    scratch: &Scratch,
+    bytes: &[u8],
+    format: &Format,
+    columns: &[ColumnSpec],
+) -> Result<Outcome, TestCaseError> {
+    let path = scratch.write(bytes);
+    let outcome =
+        read_all(path, format, Some(columns))?.map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&outcome.rejects, &Vec::new());
+    Ok(outcome)
+}
+
 /// The lines of `bytes` as the readers count them: ended by "\n", the last one possibly not.
 fn physical_lines(bytes: &[u8]) -> u64 {
     let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -280,10 +295,7 @@ fn fuzz_csv_round_trip() {
                 .unwrap();
         }
         let bytes = writer.into_inner().unwrap();
-        let path = scratch.write(&bytes);
-        let outcome = read_all(path, &csv(Some(b'"')), Some(&columns))?
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(&outcome.rejects, &Vec::new());
+        let outcome = read_without_rejects(&scratch, &bytes, &csv(Some(b'"')), &columns)?;
         prop_assert_eq!(
             int64s(&outcome, 0),
             rows.iter().map(|r| Some(r.0)).collect::<Vec<_>>()
@@ -327,10 +339,7 @@ fn fuzz_movielens_round_trip() {
             bytes.extend_from_slice(genres);
             bytes.push(b'\n');
         }
-        let path = scratch.write(&bytes);
-        let outcome = read_all(path, &Format::movielens(), Some(&columns))?
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(&outcome.rejects, &Vec::new());
+        let outcome = read_without_rejects(&scratch, &bytes, &Format::movielens(), &columns)?;
         let latin1 = |b: &Vec<u8>| -> String { b.iter().map(|&c| char::from(c)).collect() };
         // A "\r" ending the last field is the line's "\r\n" ending, not data.
         let last_field = |b: &Vec<u8>| latin1(&b.strip_suffix(b"\r").unwrap_or(b).to_vec());
@@ -370,10 +379,7 @@ fn fuzz_ndjson_round_trip() {
             serde_json::to_writer(&mut bytes, &object).unwrap();
             bytes.push(b'\n');
         }
-        let path = scratch.write(&bytes);
-        let outcome = read_all(path, &Format::NdJson, Some(&columns))?
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(&outcome.rejects, &Vec::new());
+        let outcome = read_without_rejects(&scratch, &bytes, &Format::NdJson, &columns)?;
         prop_assert_eq!(
             int64s(&outcome, 0),
             rows.iter().map(|r| Some(r.0)).collect::<Vec<_>>()
