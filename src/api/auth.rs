@@ -155,7 +155,7 @@ pub async fn require_token(
     };
     let path = request.uri().path();
     // The dashboard signs its users in itself (`ui::session`: cookie or bearer, CSRF checks).
-    let dashboard = path == "/ui" || path.starts_with("/ui/");
+    let dashboard = crate::api::ui::is_dashboard_path(path);
     if dashboard || gate.open_paths.iter().any(|p| p == path) {
         return next.run(request).await;
     }

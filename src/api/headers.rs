@@ -24,8 +24,7 @@ const DASHBOARD_POLICY: &str = "default-src 'none'; style-src 'self'; \
 
 /// Middleware adding the headers of the module docs.
 pub async fn security_headers(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let dashboard = path == "/ui" || path.starts_with("/ui/");
+    let dashboard = crate::api::ui::is_dashboard_path(request.uri().path());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let mut set = |name: HeaderName, value: &'static str| {

@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
+use crate::api::error::{ErrorBody, ErrorDetail};
+
 /// A TCP listener that enforces the two caps of the module docs.
 pub struct CappedListener {
     inner: TcpListener,
@@ -39,10 +41,6 @@ impl CappedListener {
             clients: Arc::default(),
             per_client,
         }
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
     }
 }
 
@@ -86,12 +84,20 @@ impl Listener for CappedListener {
 /// Answers a connection over the per-client cap with a 429 and closes it. Never waits long: a
 /// client that does not read its answer is dropped after a second.
 async fn refuse(mut stream: TcpStream) {
-    const BODY: &str = "{\"error\":{\"code\":\"too_many_connections\",\"message\":\
-        \"this client has serve.max_connections_per_client connections open; reuse them\"}}";
+    // Written by hand (no HTTP server runs on this connection), with the API's own error body.
+    let body = serde_json::to_string(&ErrorBody {
+        error: ErrorDetail {
+            code: "too_many_connections".into(),
+            message: "this client has serve.max_connections_per_client connections open; \
+                      reuse them"
+                .into(),
+        },
+    })
+    .expect("an error body serializes");
     let answer = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{BODY}",
-        BODY.len()
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
     );
     let write = async {
         stream.write_all(answer.as_bytes()).await?;

@@ -29,6 +29,12 @@ use axum::routing::{get, post};
 
 use crate::api::state::AppState;
 
+/// Whether a request path is the dashboard's (`/ui` and below): it signs users in itself and
+/// gets the dashboard's headers.
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == "/ui" || path.starts_with("/ui/")
+}
+
 /// The dashboard's routes, nested under `/ui` by [`crate::api::router`]; [`session`] guards them.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
