@@ -109,6 +109,15 @@ impl From<Error> for ApiError {
 impl From<datafusion::error::DataFusionError> for ApiError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as Df;
+        // A data file the store would not give (down, throttling, unreachable): the query is
+        // fine and worth retrying later, so 503 like every other storage failure, not 500.
+        if let Some(failure) = storage_failure(&e) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("the lake's object store failed while reading: {failure}"),
+            );
+        }
         match e.find_root() {
             Df::ResourcesExhausted(message) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -125,8 +134,7 @@ impl From<datafusion::error::DataFusionError> for ApiError {
                 ApiError::bad_request("query_failed", e.to_string())
             }
             // Functions report what is wrong with their arguments as external errors (an invalid
-            // pattern in `regexp_replace`); storage failures reading a table come this way too and
-            // stay internal.
+            // pattern in `regexp_replace`); any other external error stays internal.
             Df::External(inner) if caused_by_the_query(inner.as_ref()) => {
                 ApiError::bad_request("query_failed", e.to_string())
             }
@@ -135,7 +143,25 @@ impl From<datafusion::error::DataFusionError> for ApiError {
     }
 }
 
-/// Handler result.
+/// What the object store said, when a query failed because it could not read a file.
+fn storage_failure(error: &datafusion::error::DataFusionError) -> Option<String> {
+    if let Some(store_error) = crate::storage::find_object_store_error(error) {
+        return Some(crate::storage::summary(store_error));
+    }
+    // Reading a Parquet footer, DataFusion turns the store's error into the text of a Parquet
+    // error ("Failed to fetch metadata for file ...: Object Store error: ..."): only its
+    // wording is left to recognise it by.
+    const STORE_ERROR: &str = "Object Store error: ";
+    match error.find_root() {
+        datafusion::error::DataFusionError::ParquetError(parquet) => {
+            let text = parquet.to_string();
+            let at = text.find(STORE_ERROR)?;
+            Some(text[at + STORE_ERROR.len()..].to_string())
+        }
+        _ => None,
+    }
+}
+
 /// Whether an external error inside a query is the query's own fault: an argument a function
 /// refused (a regular expression, a value Arrow cannot convert).
 fn caused_by_the_query(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
@@ -143,6 +169,7 @@ fn caused_by_the_query(error: &(dyn std::error::Error + Send + Sync + 'static)) 
         || error.downcast_ref::<arrow::error::ArrowError>().is_some()
 }
 
+/// Handler result.
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// Middleware: gives every error response the JSON shape, including those produced outside the

@@ -12,10 +12,25 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::catalog::TableProvider;
 use deltalake::DeltaTable;
+use futures::StreamExt as _;
 use tracing::{info, warn};
 
 use crate::catalog::{Lake, TableName};
 use crate::error::{Error, Result};
+
+/// Tables refreshed at once: enough to overlap a slow store's round trips, few enough not to
+/// flood it.
+const REFRESH_CONCURRENCY: usize = 8;
+
+/// What a refresh did.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    /// Tables whose served version moved, with the new version.
+    pub moved: Vec<(TableName, u64)>,
+    /// Tables whose latest version could not be checked or loaded, with why; they are still
+    /// served at their last version.
+    pub failed: Vec<(TableName, String)>,
+}
 
 /// One table at one version, ready to scan.
 #[derive(Debug)]
@@ -99,41 +114,56 @@ impl Snapshots {
         Snapshot::load(table, self.lake.open_as_of(table, at).await?).await
     }
 
-    /// Looks for new versions of every loaded table and swaps them in; returns the tables that
-    /// moved, with their new versions. A table that vanished or cannot be read keeps its last
-    /// snapshot (and a warning is logged).
-    pub async fn refresh(&self) -> Vec<(TableName, u64)> {
+    /// Looks for new versions of every loaded table (several at a time: while the store is slow
+    /// or down, one table's retries must not hold up the others) and swaps them in. A table that
+    /// vanished or cannot be read keeps its last snapshot; it is reported in `failed` and logged.
+    pub async fn refresh(&self) -> Refresh {
         let loaded: Vec<Arc<Snapshot>> = self.read().values().cloned().collect();
-        let mut moved = Vec::new();
-        for old in loaded {
-            let latest = match old.delta.get_latest_version().await {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!(table = %old.table, error = %e, "could not check for a new version");
-                    continue;
-                }
-            };
-            if latest <= old.version {
-                continue;
-            }
-            let mut delta = old.delta.clone();
-            let loaded = match delta.update_incremental(None).await {
-                Ok(()) => Snapshot::load(&old.table, delta).await,
-                Err(e) => Err(Error::delta(&old.table, e)),
-            };
-            match loaded {
-                Ok(new) => {
-                    info!(table = %new.table, from = old.version, to = new.version, "serving new version");
-                    moved.push((new.table.clone(), new.version));
+        let outcomes: Vec<(TableName, Result<Option<Arc<Snapshot>>>)> =
+            futures::stream::iter(loaded)
+                .map(|old| async move { (old.table.clone(), self.newer(&old).await) })
+                .buffer_unordered(REFRESH_CONCURRENCY)
+                .collect()
+                .await;
+        let mut refresh = Refresh::default();
+        for (table, outcome) in outcomes {
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(new)) => {
+                    info!(table = %new.table, to = new.version, "serving new version");
+                    refresh.moved.push((table.clone(), new.version));
                     self.current
                         .write()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(new.table.clone(), new);
+                        .insert(table, new);
                 }
-                Err(e) => warn!(table = %old.table, error = %e, "could not load the new version"),
+                Err(e) => {
+                    warn!(table = %table, error = %e, "could not refresh; serving the last version");
+                    refresh.failed.push((table, e.to_string()));
+                }
             }
         }
-        moved
+        refresh.moved.sort();
+        refresh.failed.sort();
+        refresh
+    }
+
+    /// The snapshot of `old`'s table at its latest version, when that is newer than `old`.
+    async fn newer(&self, old: &Snapshot) -> Result<Option<Arc<Snapshot>>> {
+        let latest = old
+            .delta
+            .get_latest_version()
+            .await
+            .map_err(|e| self.lake.delta_error(&old.table, e))?;
+        if latest <= old.version {
+            return Ok(None);
+        }
+        let mut delta = old.delta.clone();
+        delta
+            .update_incremental(None)
+            .await
+            .map_err(|e| self.lake.delta_error(&old.table, e))?;
+        Snapshot::load(&old.table, delta).await.map(Some)
     }
 
     /// Versions currently served, for `/metrics`.

@@ -107,11 +107,11 @@ impl AppState {
     }
 
     /// Picks up new table versions now; publishes the served versions to `/metrics`.
-    pub async fn refresh(&self) -> Vec<(crate::catalog::TableName, u64)> {
-        let moved = self.snapshots.refresh().await;
+    pub async fn refresh(&self) -> crate::api::snapshots::Refresh {
+        let refresh = self.snapshots.refresh().await;
         for (table, version) in self.snapshots.versions() {
             self.metrics.set_table_version(&table.to_string(), version);
         }
-        moved
+        refresh
     }
 }

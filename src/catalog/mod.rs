@@ -235,10 +235,23 @@ impl Lake {
         if !self.exists(table).await? {
             return Err(Error::TableNotFound(table.clone()));
         }
+        let mut delta = self.table_handle(table)?;
+        delta.load().await.map_err(|e| self.delta_error(table, e))?;
+        Ok(delta)
+    }
+
+    /// An unloaded handle on a table. On a remote lake it works through the lake's bucket store,
+    /// whose conditional writes survive a lost answer (`storage::retry_safe`).
+    fn table_handle(&self, table: &TableName) -> Result<DeltaTable> {
         let url = self.table_url(table)?;
-        deltalake::open_table_with_storage_options(url, self.storage_options())
-            .await
-            .map_err(|e| self.delta_error(table, e))
+        let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| self.delta_error(table, e))?
+            .with_storage_options(self.storage_options());
+        if let Some(remote) = &self.remote {
+            let (_, bucket) = remote.bucket_store()?;
+            builder = builder.with_storage_backend(bucket, url);
+        }
+        builder.build().map_err(|e| self.delta_error(table, e))
     }
 
     /// Opens a table for writing: the latest version if it exists, else an empty handle whose first
@@ -251,10 +264,7 @@ impl Lake {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         // An unloaded handle: there is no log to read yet, and the first write creates version 0.
-        deltalake::DeltaTableBuilder::from_url(self.table_url(table)?)
-            .map(|builder| builder.with_storage_options(self.storage_options()))
-            .and_then(|builder| builder.build())
-            .map_err(|e| self.delta_error(table, e))
+        self.table_handle(table)
     }
 
     /// Removes every file of a table (one a failed step had created). Local directories go

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::project::Project;
+use crate::support::seeded::Seeded;
 
 /// Kill points a plain `cargo test` tries.
 const CI_POINTS: u64 = 4;
@@ -38,19 +39,6 @@ const CONTENTS: [&str; 6] = [
     "SELECT * FROM silver.ratings ORDER BY user_id, movie_id",
     "SELECT count(*) AS n, count(DISTINCT _source_file) AS files FROM bronze.ratings",
 ];
-
-/// splitmix64: a seeded sequence without a dependency.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// A generated-sample project big enough that a run takes a while; deterministic ALS.
 fn sample_project() -> Project {

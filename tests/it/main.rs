@@ -18,4 +18,5 @@ mod s3_lake;
 mod security;
 mod slt;
 mod soak;
+mod storage_faults;
 mod support;

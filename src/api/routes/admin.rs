@@ -13,6 +13,15 @@ use crate::api::state::AppState;
 pub struct Refreshed {
     /// Tables whose served version moved, with the new version.
     pub moved: Vec<MovedTable>,
+    /// Tables whose latest version could not be read (the store is down, say): they are still
+    /// served at their last version.
+    pub failed: Vec<FailedTable>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedTable {
+    pub table: String,
+    pub error: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -26,13 +35,22 @@ pub struct MovedTable {
 #[utoipa::path(post, path = "/v1/admin/refresh", tag = "admin",
     responses((status = 200, body = Refreshed), (status = 401), (status = 403)))]
 pub async fn refresh_post(State(state): State<Arc<AppState>>) -> Json<Refreshed> {
-    let moved = state.refresh().await;
+    let refresh = state.refresh().await;
     Json(Refreshed {
-        moved: moved
+        moved: refresh
+            .moved
             .into_iter()
             .map(|(table, version)| MovedTable {
                 table: table.to_string(),
                 version,
+            })
+            .collect(),
+        failed: refresh
+            .failed
+            .into_iter()
+            .map(|(table, error)| FailedTable {
+                table: table.to_string(),
+                error,
             })
             .collect(),
     })

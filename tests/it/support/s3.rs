@@ -290,79 +290,10 @@ pub fn authenticating_server() -> Option<String> {
 /// A proxy in front of `upstream` that drops `If-None-Match` from every request: an object
 /// store that ignores conditional writes, as some S3-compatible servers do. Returns its endpoint.
 pub fn ignoring_conditional_writes(upstream: &str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let upstream = upstream.trim_start_matches("http://").to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let upstream = upstream.clone();
-            std::thread::spawn(move || {
-                let _ = proxy_one(client, &upstream);
-            });
-        }
+    let proxy = super::s3_proxy::S3Proxy::start(upstream, 0);
+    proxy.set(super::s3_proxy::Faults {
+        ignore_conditional_writes: true,
+        ..Default::default()
     });
-    endpoint
-}
-
-/// Serves requests of one client connection, one at a time, each over a fresh upstream
-/// connection.
-fn proxy_one(mut client: TcpStream, upstream: &str) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut pending = Vec::new();
-    loop {
-        let Some((head, body)) = read_message(&mut client, &mut pending)? else {
-            return Ok(());
-        };
-        let head: String = head
-            .split("\r\n")
-            .filter(|line| !line.to_ascii_lowercase().starts_with("if-none-match:"))
-            .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
-            .map(|line| format!("{line}\r\n"))
-            .collect();
-        let mut server = TcpStream::connect(upstream)?;
-        server.write_all(head.trim_end().as_bytes())?;
-        server.write_all(b"\r\nConnection: close\r\n\r\n")?;
-        server.write_all(&body)?;
-        let mut response = Vec::new();
-        server.read_to_end(&mut response)?;
-        client.write_all(&response)?;
-    }
-}
-
-/// One HTTP request (head without the blank line, body by Content-Length), or `None` at EOF.
-fn read_message(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-) -> std::io::Result<Option<(String, Vec<u8>)>> {
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        pending.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&pending[..head_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let body_start = head_end + 4;
-    while pending.len() < body_start + length {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        pending.extend_from_slice(&buf[..n]);
-    }
-    let body = pending[body_start..body_start + length].to_vec();
-    pending.drain(..body_start + length);
-    Ok(Some((head, body)))
+    proxy.endpoint().to_string()
 }

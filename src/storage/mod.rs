@@ -8,7 +8,9 @@
 //!   endpoint unreachable) into one line naming the URL and what to check;
 //! - the conditional-write check: Delta commits on S3 are safe between concurrent writers only
 //!   when the store honours `If-None-Match: *`, so a store that silently ignores it is refused
-//!   unless the user opts in.
+//!   unless the user opts in;
+//! - conditional writes that survive a lost answer ([`retry_safe`]): every store of a remote lake,
+//!   the tables' included, is wrapped so that a retried commit never lands twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -21,6 +23,10 @@ use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPay
 use url::Url;
 
 use crate::error::{Error, Result};
+
+pub mod retry_safe;
+
+use retry_safe::RetrySafeCreates;
 
 /// `[lake]`: a local directory or an `s3://bucket/prefix` URL.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +97,8 @@ impl fmt::Display for LakeRoot {
 pub struct RemoteLake {
     pub url: Url,
     pub store: Arc<dyn ObjectStore>,
+    /// The whole bucket the lake is in, and its URL (`s3://bucket/`).
+    bucket: (Url, Arc<dyn ObjectStore>),
     options: HashMap<String, String>,
 }
 
@@ -114,24 +122,27 @@ const PREFLIGHT_OPTIONS: [(&str, &str); 4] = [
 
 impl RemoteLake {
     pub fn new(url: &Url, options: &HashMap<String, String>) -> Result<RemoteLake> {
-        let store = deltalake::logstore::store_for(url, options.clone())
-            .map_err(|e| Error::Storage(format!("{url}: {e}")))?;
+        let store_at = |url: &Url| -> Result<Arc<dyn ObjectStore>> {
+            let store = deltalake::logstore::store_for(url, options.clone())
+                .map_err(|e| Error::Storage(format!("{url}: {e}")))?;
+            Ok(Arc::new(RetrySafeCreates::new(store)))
+        };
+        let mut bucket_url = url.clone();
+        bucket_url.set_path("/");
         Ok(RemoteLake {
             url: url.clone(),
-            store,
+            store: store_at(url)?,
+            bucket: (bucket_url.clone(), store_at(&bucket_url)?),
             options: options.clone(),
         })
     }
 
-    /// A store for the whole bucket (or container) the lake is in, with the lake's storage
-    /// options, and the URL it answers for (`s3://bucket/`): plain Parquet scans name their files
-    /// by full URL, so a session (or a cluster node) registers this to read them.
+    /// The store for the whole bucket (or container) the lake is in, with the lake's storage
+    /// options, and the URL it answers for (`s3://bucket/`). Tables are opened on it (delta-rs
+    /// adds each table's prefix), and plain Parquet scans name their files by full URL, so a
+    /// session (or a cluster node) registers it to read them.
     pub fn bucket_store(&self) -> Result<(Url, Arc<dyn ObjectStore>)> {
-        let mut bucket = self.url.clone();
-        bucket.set_path("/");
-        let store = deltalake::logstore::store_for(&bucket, self.options.clone())
-            .map_err(|e| Error::Storage(format!("{bucket}: {e}")))?;
-        Ok((bucket, store))
+        Ok(self.bucket.clone())
     }
 
     /// The storage options every table of the lake is opened with.
@@ -309,9 +320,21 @@ pub fn explain(
             "{url}: {endpoint} is plain http: set AWS_ALLOW_HTTP=true (or aws_allow_http = \"true\" \
              in lake.storage_options)"
         )
+    } else if has("Server returned non-2xx status code: 5") {
+        format!(
+            "{url}: {endpoint} kept failing (5xx) through every retry: the object store is \
+             unavailable or throttling; try again later ({})",
+            summary(error)
+        )
     } else {
         format!("{url}: object store error: {}", first_line(&chain))
     }
+}
+
+/// The first line of an object-store error and its causes, for messages that name the lake
+/// themselves (or cannot: a data file read inside a query).
+pub fn summary(error: &object_store::Error) -> String {
+    first_line(&crate::error::error_chain(error)).to_string()
 }
 
 fn first_line(text: &str) -> &str {
