@@ -91,6 +91,14 @@ impl From<Error> for ApiError {
                 "storage_unavailable",
                 message,
             ),
+            Error::Delta { table, source } if lost_the_commit_race(&source) => ApiError::new(
+                StatusCode::CONFLICT,
+                "commit_conflict",
+                format!(
+                    "{table}: other writers kept committing to this table and this write could \
+                     not find a free version; nothing from this request was written: retry"
+                ),
+            ),
             Error::Query(e) => ApiError::from(e),
             Error::DataFusion(e) => ApiError::from(e),
             other => match other.fault() {
@@ -141,6 +149,18 @@ impl From<datafusion::error::DataFusionError> for ApiError {
             _ => ApiError::internal(e),
         }
     }
+}
+
+/// Whether a Delta commit gave up because other writers kept taking the version it tried:
+/// nothing of it is visible (its data files are written but no log entry names them).
+fn lost_the_commit_race(error: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::MaxCommitAttempts(_)
+        } | deltalake::DeltaTableError::VersionAlreadyExists(_)
+    )
 }
 
 /// What the object store said, when a query failed because it could not read a file.
@@ -213,4 +233,36 @@ pub async fn json_errors(
         text
     };
     ApiError::new(status, code, message).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::kernel::transaction::TransactionError;
+
+    #[test]
+    fn a_write_that_lost_every_commit_race_is_a_conflict_to_retry_not_a_server_fault() {
+        let gave_up = Error::delta(
+            "bronze.ratings",
+            deltalake::DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(15),
+            },
+        );
+        let answer = ApiError::from(gave_up);
+        assert_eq!(answer.status, StatusCode::CONFLICT);
+        assert_eq!(answer.code, "commit_conflict");
+        assert!(
+            answer.message.contains("bronze.ratings"),
+            "{}",
+            answer.message
+        );
+        let broken = Error::delta(
+            "bronze.ratings",
+            deltalake::DeltaTableError::Generic("log unreadable".into()),
+        );
+        assert_eq!(
+            ApiError::from(broken).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

@@ -5,6 +5,7 @@ mod api;
 mod browser;
 mod cli;
 mod cluster;
+mod concurrent_writers;
 mod crash;
 mod dashboard;
 mod deploy;

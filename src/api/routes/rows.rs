@@ -54,7 +54,8 @@ pub struct Appended {
     responses(
         (status = 200, body = Appended),
         (status = 400, body = crate::api::error::ErrorBody),
-        (status = 409, description = "run=downstream while another run holds the lake (the rows were appended)", body = crate::api::error::ErrorBody),
+        (status = 409, description = "`run_in_progress`: run=downstream while another run holds the lake (the rows were appended); `commit_conflict`: other writers kept taking every version this append tried (nothing written: retry)", body = crate::api::error::ErrorBody),
+        (status = 503, description = "the lake's object store is unavailable (nothing written)", body = crate::api::error::ErrorBody),
         (status = 422, description = "bad records, each listed; nothing written", body = crate::api::error::ErrorBody),
     ))]
 pub async fn rows_post(
@@ -117,6 +118,7 @@ pub async fn rows_post(
         partition_by: Vec::new(),
     };
     state.lake.check_writable().await?;
+    let turn = state.append_turn(&table).await;
     let version = commit::commit(
         &state.lake,
         &table,
@@ -126,6 +128,7 @@ pub async fn rows_post(
         &meta,
     )
     .await?;
+    drop(turn);
     state.refresh().await;
 
     let run_id = if run_downstream {
