@@ -233,7 +233,8 @@ async fn write_parquet(
 
 /// A step's result staged as Parquet under `<lake>/_staging/<run>/<table>/` (outside every layer, so
 /// never visible as a table), or under the system temp directory for a lake on object storage
-/// (staging is scratch space: it never needs to be shared); removed on drop.
+/// (staging is scratch space: it never needs to be shared); removed on drop, and by the lake's
+/// next run when a kill skipped the drop.
 struct Staging {
     dir: PathBuf,
     /// The directory as a path string ending in `/`, which DataFusion reads and writes as a
@@ -241,24 +242,26 @@ struct Staging {
     url: String,
 }
 
-/// Where SQL steps stage their results: `<lake>/_staging`, or a temporary directory for a lake on
-/// an object store.
+/// Where SQL steps stage their results: `<lake>/_staging`, or for a lake on an object store
+/// `<temp>/strata/<lake digest>/_staging`, one directory per lake URL, so that what a run
+/// holding one lake's lock clears up is that lake's alone.
 fn staging_root(lake: &crate::catalog::Lake) -> PathBuf {
     let base = match lake.local_root() {
         Some(root) => root.to_path_buf(),
-        None => std::env::temp_dir().join("strata"),
+        None => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(lake.root().to_string().as_bytes());
+            let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            std::env::temp_dir().join("strata").join(name)
+        }
     };
     base.join("_staging")
 }
 
-/// Removes what runs killed mid-step staged (`<lake>/_staging/<their run id>/`): called by a run
-/// that holds the lake lock, so no other run is staging there. Returns the directories removed.
-/// A lake on an object store stages in a temporary directory that other lakes' runs share, so
-/// nothing is removed there.
+/// Removes what runs killed mid-step staged (`_staging/<their run id>/` of this lake): called by
+/// a run that holds the lake lock, so no other run is staging there. Returns the directories
+/// removed.
 pub fn clear_abandoned_staging(lake: &crate::catalog::Lake, run_id: &str) -> Result<usize> {
-    if lake.local_root().is_none() {
-        return Ok(0);
-    }
     let root = staging_root(lake);
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Ok(0);

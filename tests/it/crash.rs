@@ -5,14 +5,16 @@
 //! the clean reference's, the five ALS tables come from one model run, the killed run is `failed`,
 //! the lock is gone and no staging directory is left behind.
 //!
-//! CI runs a handful of points; `STRATA_CRASH_POINTS=N` runs more and `STRATA_CRASH_SEED=S` replays
-//! a failure (the seed is printed first, and every assertion names the point and its moment, a
-//! fraction of a clean run's duration measured on the spot).
+//! The same points run on a local lake and on an S3 lake (`::local`, `::s3`). CI runs a handful
+//! of points; `STRATA_CRASH_POINTS=N` runs more and `STRATA_CRASH_SEED=S` replays a failure (the
+//! seed is printed first, and every assertion names the point and its moment, a fraction of a
+//! clean run's duration measured on the spot).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::project::Project;
+use crate::support::s3::{self, Backend};
 use crate::support::seeded::Seeded;
 
 /// Kill points a plain `cargo test` tries.
@@ -40,12 +42,45 @@ const CONTENTS: [&str; 6] = [
     "SELECT count(*) AS n, count(DISTINCT _source_file) AS files FROM bronze.ratings",
 ];
 
-/// A generated-sample project big enough that a run takes a while; deterministic ALS.
-fn sample_project() -> Project {
-    Project::generated(
+/// A generated-sample project big enough that a run takes a while; deterministic ALS. Its lake
+/// is on `backend` (a fresh bucket each time on S3).
+fn sample_project(backend: &Backend) -> Project {
+    let backend = match backend {
+        Backend::Local => Backend::Local,
+        Backend::S3 { .. } => Backend::s3().expect("the S3 server answered before"),
+    };
+    Project::generated_on(
+        backend,
         "users = 600\nitems = 400\nratings = 60000\nseed = 3",
         "[steps.\"gold.recommendations\"]\nthreads = 2\nfactors = 8\n",
     )
+}
+
+/// Whether the run lock is still there (a file on a local lake, an object on S3).
+fn lock_left(project: &Project) -> bool {
+    match project.backend() {
+        Backend::Local => project.path("lake/_strata/run.lock").exists(),
+        Backend::S3 { endpoint, bucket } => {
+            s3::object_exists(endpoint, bucket, "lake/_strata/run.lock")
+        }
+    }
+}
+
+/// Where the project's runs stage SQL results: `lake/_staging`, or for an S3 lake the
+/// directory Strata keys by the lake's URL under the system temp directory.
+fn staging_dir(project: &Project) -> std::path::PathBuf {
+    match project.backend() {
+        Backend::Local => project.path("lake/_staging"),
+        Backend::S3 { bucket, .. } => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(format!("s3://{bucket}/lake/").as_bytes());
+            let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            std::env::temp_dir()
+                .join("strata")
+                .join(name)
+                .join("_staging")
+        }
+    }
 }
 
 fn add_ratings(project: &Project) {
@@ -86,8 +121,12 @@ fn writer(project: &Project, table: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run() {
+crate::on_every_lake!(
+    runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run,
+    staging_left_by_a_killed_run_is_removed_by_the_next_run
+);
+
+fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run(backend: Backend) {
     let seed: u64 = std::env::var("STRATA_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -104,7 +143,7 @@ fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run() {
     eprintln!("crash points: {points} from seed {seed} (STRATA_CRASH_SEED={seed} replays them)");
 
     // The reference: the same two runs, never killed.
-    let reference = sample_project();
+    let reference = sample_project(&backend);
     let first_run = timed_run(&reference);
     add_ratings(&reference);
     let second_run = timed_run(&reference);
@@ -113,7 +152,7 @@ fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run() {
     let mut rng = Seeded(seed);
     for point in 0..points {
         let incremental = rng.next() % 2 == 1;
-        let project = sample_project();
+        let project = sample_project(&backend);
         let (window, before) = if incremental {
             project.ok(&["run"]);
             add_ratings(&project);
@@ -189,11 +228,8 @@ fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run() {
                 "landed outside a recorded run (before it began or after it ended)"
             }
         );
-        assert!(
-            !project.path("lake/_strata/run.lock").exists(),
-            "{at}: the lock was left"
-        );
-        let staging = project.path("lake/_staging");
+        assert!(!lock_left(&project), "{at}: the lock was left");
+        let staging = staging_dir(&project);
         let leftovers: Vec<_> = std::fs::read_dir(&staging)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -206,16 +242,16 @@ fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run() {
 
 /// Found by the crash points above (seed 1796515067261910192, point 6: an incremental run killed
 /// 377 ms in, inside a SQL step): the step's staged Parquet stayed under `lake/_staging/<run>/`.
-#[test]
-fn staging_left_by_a_killed_run_is_removed_by_the_next_run() {
-    let project = Project::movielens();
+/// On S3, where staging is under the temp directory, it was never removed.
+fn staging_left_by_a_killed_run_is_removed_by_the_next_run(backend: Backend) {
+    let project = Project::movielens_on(backend);
     project.ok(&["run"]);
-    let left = project.path("lake/_staging/killed-run/silver.ratings");
+    let left = staging_dir(&project).join("killed-run/silver.ratings");
     std::fs::create_dir_all(&left).unwrap();
     std::fs::write(left.join("part-0.parquet"), b"half a file").unwrap();
     project.ok(&["run"]);
     assert!(
-        !project.path("lake/_staging").exists(),
+        !staging_dir(&project).join("killed-run").exists(),
         "the staging was left"
     );
 }

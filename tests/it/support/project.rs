@@ -61,6 +61,11 @@ impl Project {
         );
     }
 
+    /// Where the project's lake lives.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// A project with the repository's MovieLens SQL steps and a small hand-written MovieLens dataset.
     pub fn movielens() -> Self {
         Project::movielens_on(Backend::Local)
