@@ -13,6 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod appends;
+mod restore;
+
 use crate::support::project::Project;
 use crate::support::s3::{self, Backend};
 use crate::support::seeded::Seeded;
@@ -41,6 +44,26 @@ const CONTENTS: [&str; 6] = [
     "SELECT * FROM silver.ratings ORDER BY user_id, movie_id",
     "SELECT count(*) AS n, count(DISTINCT _source_file) AS files FROM bronze.ratings",
 ];
+
+/// The seed (`STRATA_CRASH_SEED`, else the clock) and number of points (`STRATA_CRASH_POINTS`,
+/// else [`CI_POINTS`]); printed first so that a failure can be replayed.
+fn seed_and_points() -> (u64, u64) {
+    let seed: u64 = std::env::var("STRATA_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let points: u64 = std::env::var("STRATA_CRASH_POINTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CI_POINTS);
+    eprintln!("crash points: {points} from seed {seed} (STRATA_CRASH_SEED={seed} replays them)");
+    (seed, points)
+}
 
 /// A generated-sample project big enough that a run takes a while; deterministic ALS. Its lake
 /// is on `backend` (a fresh bucket each time on S3).
@@ -127,21 +150,7 @@ crate::on_every_lake!(
 );
 
 fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run(backend: Backend) {
-    let seed: u64 = std::env::var("STRATA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let points: u64 = std::env::var("STRATA_CRASH_POINTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(CI_POINTS);
-    eprintln!("crash points: {points} from seed {seed} (STRATA_CRASH_SEED={seed} replays them)");
-
+    let (seed, points) = seed_and_points();
     // The reference: the same two runs, never killed.
     let reference = sample_project(&backend);
     let first_run = timed_run(&reference);
