@@ -21,7 +21,8 @@
 //!   [`sample`]: the seeded MovieLens-shaped data generator. Both import nothing of the crate.
 //! - [`error`]: the crate error; each variant's [`error::Fault`] decides exit code and HTTP status.
 //! - [`storage`]: where the lake lives (`LakeRoot`: a directory or `s3://`), object-store access
-//!   checks, the conditional-write check, clear storage errors. [`memory`]: the memory limit
+//!   checks, the conditional-write check, clear storage errors, and conditional writes that survive
+//!   a lost answer (`storage::retry_safe`). [`memory`]: the memory limit
 //!   (`run.memory_limit_mb`, "auto" from the machine), spill areas, out-of-memory errors that
 //!   name the operator, the process's peak memory. [`session`]: the one factory of DataFusion
 //!   sessions (shared pool, spill area, planner, yield points so any query can be cancelled,

@@ -41,6 +41,31 @@ pub const META_STEP: &str = "strata.step";
 pub const META_INPUTS: &str = "strata.inputs";
 pub const META_FINGERPRINT: &str = "strata.fingerprint";
 
+/// A table's first commit and the pointer to its latest checkpoint, in its `_delta_log`: a table
+/// exists once either does.
+const FIRST_COMMIT: &str = "00000000000000000000.json";
+const LAST_CHECKPOINT: &str = "_last_checkpoint";
+
+/// How often a remote table's log is listed before an inconsistent listing counts, and the wait
+/// before the second listing (doubled after each).
+const STALE_LISTING_ATTEMPTS: u32 = 4;
+const STALE_LISTING_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// Whether opening a table failed the way a stale listing of its log makes it fail: no commit
+/// where one was listed a moment before, or a log segment shorter than its known end (delta
+/// kernel reports that one as text only). A table not found at all is not listed again: that is
+/// what every request for a missing table meets, and it must stay fast.
+fn listing_looked_stale(error: &Error) -> bool {
+    match error {
+        Error::Delta { source, .. } => {
+            matches!(source, deltalake::DeltaTableError::InvalidVersion(_)) || {
+                let text = source.to_string();
+                text.contains("LogSegment end version") || text.contains("No files in log segment")
+            }
+        }
+        _ => false,
+    }
+}
+
 /// The lake: `<root>/<layer>/<name>/` per table, on local disk or on object storage.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -166,14 +191,18 @@ impl Lake {
             .unwrap_or_default()
     }
 
-    /// True when the table has at least one committed version (its `_delta_log` holds a file).
+    /// True when the table has at least one committed version: its first commit is there, or a
+    /// checkpoint (once old commits are cleaned up). On a remote lake both are looked up with a
+    /// HEAD, not a listing, so a stale listing cannot hide a table.
     pub async fn exists(&self, table: &TableName) -> Result<bool> {
         match &self.remote {
             None => Ok(self.exists_locally(table)),
             Some(remote) => {
-                remote
-                    .has_objects(&format!("{}/_delta_log", Self::relative_path(table)))
-                    .await
+                let log = format!("{}/_delta_log", Self::relative_path(table));
+                Ok(remote.has_object(&format!("{log}/{FIRST_COMMIT}")).await?
+                    || remote
+                        .has_object(&format!("{log}/{LAST_CHECKPOINT}"))
+                        .await?)
             }
         }
     }
@@ -184,8 +213,7 @@ impl Lake {
     fn exists_locally(&self, table: &TableName) -> bool {
         self.local_table_dir(table).is_some_and(|dir| {
             let log = dir.join("_delta_log");
-            log.join("00000000000000000000.json").is_file()
-                || log.join("_last_checkpoint").is_file()
+            log.join(FIRST_COMMIT).is_file() || log.join(LAST_CHECKPOINT).is_file()
         })
     }
 
@@ -230,8 +258,34 @@ impl Lake {
         Ok(tables)
     }
 
-    /// Opens the latest version of an existing table.
+    /// Opens the latest version of an existing table. On a remote lake, a log that a listing
+    /// shows inconsistently (a stale LIST: no commit, or fewer commits than the log is known to
+    /// hold) is listed again, a few times, before that answer counts.
     pub async fn open(&self, table: &TableName) -> Result<DeltaTable> {
+        let mut wait = STALE_LISTING_FIRST_WAIT;
+        let mut attempt = 1;
+        loop {
+            match self.open_once(table).await {
+                Err(e) if self.remote.is_some() && listing_looked_stale(&e) => {
+                    if attempt == STALE_LISTING_ATTEMPTS {
+                        return Err(Error::Storage(format!(
+                            "{}: listing the log of {table} gave an inconsistent answer \
+                             {attempt} times in a row (the object store served a stale \
+                             listing); nothing was changed: try again ({e})",
+                            self.root()
+                        )));
+                    }
+                    tracing::debug!(%table, error = %e, "listing the log again: it looked stale");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_once(&self, table: &TableName) -> Result<DeltaTable> {
         if !self.exists(table).await? {
             return Err(Error::TableNotFound(table.clone()));
         }
@@ -551,6 +605,25 @@ pub fn parse_timestamp(text: &str) -> std::result::Result<DateTime<Utc>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_listed_short_looks_stale_and_a_missing_table_does_not() {
+        let table = TableName::new(Layer::Bronze, "ratings");
+        let no_commit = Error::delta(&table, deltalake::DeltaTableError::InvalidVersion(0));
+        let short = Error::delta(
+            &table,
+            deltalake::DeltaTableError::Generic(
+                "Generic delta kernel error: LogSegment end version 1 not the same as the \
+                 specified end version 2"
+                    .into(),
+            ),
+        );
+        assert!(listing_looked_stale(&no_commit));
+        assert!(listing_looked_stale(&short));
+        assert!(!listing_looked_stale(&Error::TableNotFound(table.clone())));
+        let unrelated = Error::delta(&table, deltalake::DeltaTableError::Generic("boom".into()));
+        assert!(!listing_looked_stale(&unrelated));
+    }
 
     #[test]
     fn table_names_round_trip_and_reject_paths() {

@@ -217,13 +217,13 @@ impl RemoteLake {
         }
     }
 
-    /// Whether any object exists under `prefix` (relative to the lake root).
-    pub async fn has_objects(&self, prefix: &str) -> Result<bool> {
-        let prefix = ObjectPath::from(prefix);
-        match self.store.list(Some(&prefix)).next().await {
-            None => Ok(false),
-            Some(Ok(_)) => Ok(true),
-            Some(Err(e)) => Err(self.explain(&e)),
+    /// Whether the object at `path` (relative to the lake root) exists: a HEAD, which sees every
+    /// write that finished before it, where a listing may lag.
+    pub async fn has_object(&self, path: &str) -> Result<bool> {
+        match self.store.head(&ObjectPath::from(path)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.explain(&e)),
         }
     }
 

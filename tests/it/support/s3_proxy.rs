@@ -8,8 +8,8 @@
 //! - `dropped_upload`: a write whose connection is cut halfway through its body;
 //! - `lost_answer`: a write the store carried out whose success is replaced by a 503, so the
 //!   client retries something that already happened (the ambiguous case of every remote commit);
-//! - `refused_create`: a conditional create (`If-None-Match: *`) answered 412 as if the object
-//!   existed, though nothing was written;
+//! - `refused_create`: a conditional create (`If-None-Match: *`) refused with S3's `409
+//!   ConditionalRequestConflict` (another conditional write of the key in flight), nothing written;
 //! - `stale_list`: a listing answered with the previous answer to the same listing;
 //! - `down`: everything answered 503 (the store is unavailable), until it is switched off.
 //!
@@ -154,7 +154,7 @@ fn serve_client(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
         if request.conditional_create && shared.strikes(faults.refused_create) {
             shared.count(Fault::RefusedCreate);
-            answer(&mut client, 412, "PreconditionFailed")?;
+            answer(&mut client, 409, "ConditionalRequestConflict")?;
             continue;
         }
         if request.is_listing() && shared.strikes(faults.stale_list) {
