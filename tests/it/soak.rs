@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::project::Project;
-use crate::support::serve::ServeProcess;
+use crate::support::serve::{ServeProcess, finished_run};
 
 /// Time between pipeline runs, as the issue asks.
 const RUN_EVERY: Duration = Duration::from_secs(30);
@@ -245,21 +245,7 @@ async fn serve_soaks_under_mixed_load_with_a_run_every_30_seconds() {
                 let started: Value = response.json().await.unwrap_or(Value::Null);
                 assert!(status.is_success(), "POST /v1/runs: {status} {started}");
                 let id = started["run_id"].as_str().expect("a run id").to_string();
-                loop {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    let run: Value = client
-                        .get(format!("{base}/v1/runs/{id}"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    if run["status"] != "running" {
-                        runs.push(run);
-                        break;
-                    }
-                }
+                runs.push(finished_run(&client, &base, &id, Duration::from_millis(250)).await);
             }
             runs
         })

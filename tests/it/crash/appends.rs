@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{lock_left, seed_and_points, state};
+use super::{lock_left, seed_and_points};
+use crate::support::lake_state::lake_state;
 use crate::support::project::Project;
 use crate::support::seeded::Seeded;
-use crate::support::serve::ServeProcess;
+use crate::support::serve::{ServeProcess, finished_run};
 
 /// The appended row: a user no dataset has, so it is easy to count.
 fn row() -> Value {
@@ -71,34 +72,20 @@ async fn serve_killed_during_an_append_with_a_downstream_run_recovers() {
     // References: the lake after a plain run, and after the append and its downstream run.
     let without = Project::movielens();
     without.ok(&["run"]);
-    let expected_without = state(&without);
+    let expected_without = lake_state(&without);
     let with = Project::movielens();
     with.ok(&["run"]);
     let serve = ServeProcess::start(binary(), &with, &[]);
     let start = Instant::now();
     let answer = append(&serve.base).await.expect("the reference append");
     let append_window = start.elapsed();
-    let run_id = answer["run_id"].as_str().unwrap().to_string();
+    let run_id = answer["run_id"].as_str().unwrap();
     let client = reqwest::Client::new();
-    loop {
-        let run: Value = client
-            .get(format!("{}/v1/runs/{run_id}", serve.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if run["status"] != "running" {
-            assert_eq!(run["status"], "succeeded", "{run}");
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let run = finished_run(&client, &serve.base, run_id, Duration::from_millis(20)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
     let window = start.elapsed();
     serve.stop();
-    let expected_with = state(&with);
+    let expected_with = lake_state(&with);
 
     let mut rng = Seeded(seed);
     let (mut landed, mut interrupted) = ([0; 2], 0);
@@ -146,7 +133,7 @@ async fn serve_killed_during_an_append_with_a_downstream_run_recovers() {
             &expected_without
         };
         assert!(
-            state(&project) == *expected,
+            lake_state(&project) == *expected,
             "{at}: tables differ from a clean run's"
         );
         let runs: Vec<Value> =

@@ -10,12 +10,12 @@
 //! seed is printed first, and every assertion names the point and its moment, a fraction of a
 //! clean run's duration measured on the spot).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 mod appends;
 mod restore;
 
+use crate::support::lake_state::lake_state;
 use crate::support::project::Project;
 use crate::support::s3::{self, Backend};
 use crate::support::seeded::Seeded;
@@ -33,16 +33,6 @@ const ALS_TABLES: [&str; 5] = [
     "gold.user_factors",
     "gold.item_factors",
     "gold.item_popularity",
-];
-
-/// What every table must equal: contents that do not depend on when a run happened.
-const CONTENTS: [&str; 6] = [
-    "SELECT * FROM gold.movie_stats ORDER BY movie_id",
-    "SELECT * FROM gold.genre_popularity ORDER BY genre",
-    "SELECT * FROM gold.top_movies ORDER BY 1, 2",
-    "SELECT user_id, rank, item_id FROM gold.user_recommendations ORDER BY user_id, rank",
-    "SELECT * FROM silver.ratings ORDER BY user_id, movie_id",
-    "SELECT count(*) AS n, count(DISTINCT _source_file) AS files FROM bronze.ratings",
 ];
 
 /// The seed (`STRATA_CRASH_SEED`, else the clock) and number of points (`STRATA_CRASH_POINTS`,
@@ -120,20 +110,6 @@ fn timed_run(project: &Project) -> Duration {
     start.elapsed()
 }
 
-/// Rows and contents of every non-system table, as the invariants compare them.
-fn state(project: &Project) -> (BTreeMap<String, u64>, Vec<Vec<serde_json::Value>>) {
-    let rows = project
-        .versions()
-        .into_iter()
-        .filter(|(table, _)| !table.starts_with("system."))
-        .map(|(table, (_, rows))| (table, rows))
-        .collect();
-    (
-        rows,
-        CONTENTS.iter().map(|sql| project.query(sql)).collect(),
-    )
-}
-
 /// The run that wrote a table's current version.
 fn writer(project: &Project, table: &str) -> String {
     let history: serde_json::Value =
@@ -156,7 +132,7 @@ fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run(backend: Ba
     let first_run = timed_run(&reference);
     add_ratings(&reference);
     let second_run = timed_run(&reference);
-    let expected = state(&reference);
+    let expected = lake_state(&reference);
 
     let mut rng = Seeded(seed);
     for point in 0..points {
@@ -206,7 +182,7 @@ fn runs_killed_at_random_points_recover_to_the_tables_of_a_clean_run(backend: Ba
             );
         }
         assert!(
-            state(&project) == expected,
+            lake_state(&project) == expected,
             "{at}: tables differ from a clean run's"
         );
         let model_run = writer(&project, ALS_TABLES[0]);

@@ -74,3 +74,27 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `GET /v1/runs/{run_id}` on the server at `base` every `poll` until the run is no longer
+/// `running`; returns it.
+pub async fn finished_run(
+    client: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    poll: Duration,
+) -> serde_json::Value {
+    loop {
+        let run: serde_json::Value = client
+            .get(format!("{base}/v1/runs/{run_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if run["status"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
