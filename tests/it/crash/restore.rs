@@ -22,7 +22,7 @@ fn restores_killed_at_random_points_leave_the_table_as_it_was_or_restored() {
     let newer = project.query(RATINGS);
     assert_ne!(original, newer, "the second run must change silver.ratings");
 
-    // How long a whole restore takes here, to kill anywhere in it (and a little past it).
+    // How long a whole restore takes here.
     let start = Instant::now();
     project.ok(&["restore", "silver.ratings", "--version", "0"]);
     let window = start.elapsed();
@@ -31,7 +31,9 @@ fn restores_killed_at_random_points_leave_the_table_as_it_was_or_restored() {
     let mut rng = Seeded(seed);
     let (mut restored, mut untouched) = (0, 0);
     for point in 0..points {
-        let permille = rng.next() % 1100;
+        // Most of a restore is the process starting and reading the log; its one commit comes
+        // last. Kills land in the last 30% of a clean restore and a little past it.
+        let permille = 700 + rng.next() % 400;
         let delay = window * permille as u32 / 1000;
         let at = format!("seed {seed}, point {point}: restore killed after {delay:?}");
         let before = project.versions()["silver.ratings"].0;
