@@ -99,6 +99,11 @@ impl From<Error> for ApiError {
                      not find a free version; nothing from this request was written: retry"
                 ),
             ),
+            e @ Error::StaleListing { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            ),
             Error::Query(e) => ApiError::from(e),
             Error::DataFusion(e) => ApiError::from(e),
             other => match other.fault() {

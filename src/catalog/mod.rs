@@ -51,16 +51,14 @@ const LAST_CHECKPOINT: &str = "_last_checkpoint";
 const STALE_LISTING_ATTEMPTS: u32 = 4;
 const STALE_LISTING_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// Whether opening a table failed the way a stale listing of its log makes it fail: no commit
-/// where one was listed a moment before, or a log segment shorter than its known end (delta
-/// kernel reports that one as text only). A table not found at all is not listed again: that is
+/// where one was listed a moment before, or a log segment shorter than its known end. A table not found at all is not listed again: that is
 /// what every request for a missing table meets, and it must stay fast.
 fn listing_looked_stale(error: &Error) -> bool {
     match error {
+        Error::StaleListing { .. } => true,
         Error::Delta { source, .. } => {
-            matches!(source, deltalake::DeltaTableError::InvalidVersion(_)) || {
-                let text = source.to_string();
-                text.contains("LogSegment end version") || text.contains("No files in log segment")
-            }
+            matches!(source, deltalake::DeltaTableError::InvalidVersion(_))
+                || source.to_string().contains("No files in log segment")
         }
         _ => false,
     }

@@ -199,6 +199,19 @@ pub enum Error {
         source: deltalake::DeltaTableError,
     },
 
+    /// The object store listed a table's log shorter than it is (a stale listing; right after a
+    /// commit too, when delta-rs lists the log again to load the version it wrote). Only a store
+    /// causes it, so the message says so, and what to do.
+    #[error(
+        "delta table {table}: the object store listed its log shorter than it is (a stale \
+         listing); what was committed stays committed: run again to go on ({source})"
+    )]
+    StaleListing {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
     /// `strata bench als` could not read its files or train.
     #[error(transparent)]
     Bench(#[from] crate::ml::als::BenchError),
@@ -274,6 +287,7 @@ impl Error {
             | Error::DataFusion(_)
             | Error::Arrow(_)
             | Error::Delta { .. }
+            | Error::StaleListing { .. }
             | Error::Json(_) => Fault::System,
         }
     }
@@ -288,6 +302,13 @@ impl Error {
 
     /// Wraps a deltalake error with the table it concerns.
     pub fn delta(table: impl std::fmt::Display, source: deltalake::DeltaTableError) -> Self {
+        // Delta kernel's words (text only) for a log listed shorter than it is.
+        if source.to_string().contains("LogSegment end version") {
+            return Error::StaleListing {
+                table: table.to_string(),
+                source,
+            };
+        }
         Error::Delta {
             table: table.to_string(),
             source,
@@ -336,3 +357,29 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_listed_short_is_named_a_stale_listing_with_what_to_do() {
+        let short = deltalake::DeltaTableError::Generic(
+            "Generic delta kernel error: LogSegment end version 1 not the same as the specified \
+             end version 2"
+                .into(),
+        );
+        let error = Error::delta("system.step_runs", short);
+        assert!(matches!(error, Error::StaleListing { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains("system.step_runs") && message.contains("run again"),
+            "{message}"
+        );
+        let other = Error::delta(
+            "system.step_runs",
+            deltalake::DeltaTableError::Generic("boom".into()),
+        );
+        assert!(matches!(other, Error::Delta { .. }));
+    }
+}

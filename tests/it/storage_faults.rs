@@ -106,6 +106,12 @@ fn runs_through_a_flaky_store_succeed_or_fail_cleanly_and_the_next_run_repairs()
         } else {
             failed += 1;
             eprintln!("{at}: the faulty run failed (allowed):\n{stderr}");
+            // In words a user can act on, not the Delta internals a stale listing trips.
+            for line in stderr.lines().filter(|l| l.starts_with("error:")) {
+                let internal = line.contains("Invalid table version")
+                    || (line.contains("Kernel error") && !line.contains("stale listing"));
+                assert!(!internal, "{at}: an unclear error: {line}");
+            }
             // Whatever committed opens (versions() opens every table); the rest is repaired below.
             project.versions();
         }
