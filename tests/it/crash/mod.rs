@@ -58,15 +58,19 @@ fn seed_and_points() -> (u64, u64) {
 /// A generated-sample project big enough that a run takes a while; deterministic ALS. Its lake
 /// is on `backend` (a fresh bucket each time on S3).
 fn sample_project(backend: &Backend) -> Project {
-    let backend = match backend {
-        Backend::Local => Backend::Local,
-        Backend::S3 { .. } => Backend::s3().expect("the S3 server answered before"),
-    };
     Project::generated_on(
-        backend,
+        fresh(backend),
         "users = 600\nitems = 400\nratings = 60000\nseed = 3",
         "[steps.\"gold.recommendations\"]\nthreads = 2\nfactors = 8\n",
     )
+}
+
+/// A lake of the same kind as `backend` where nothing was written yet: local, or a new bucket.
+fn fresh(backend: &Backend) -> Backend {
+    match backend {
+        Backend::Local => Backend::Local,
+        Backend::S3 { .. } => Backend::s3().expect("the S3 server answered before"),
+    }
 }
 
 /// Whether the run lock is still there (a file on a local lake, an object on S3).

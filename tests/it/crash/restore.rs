@@ -1,20 +1,22 @@
 //! `strata restore` killed at random moments. A restore is one Delta commit that puts an old
 //! version's files back, so a kill leaves the table either as it was or restored, never between;
-//! the table always opens, and restoring again finishes the job.
+//! the table always opens, and restoring again finishes the job. On a local and an S3 lake.
 
 use std::time::Instant;
 
 use super::seed_and_points;
 use crate::support::project::Project;
+use crate::support::s3::Backend;
 use crate::support::seeded::Seeded;
 
 /// What the restored table holds, in a comparable order.
 const RATINGS: &str = "SELECT * FROM silver.ratings ORDER BY user_id, movie_id";
 
-#[test]
-fn restores_killed_at_random_points_leave_the_table_as_it_was_or_restored() {
+crate::on_every_lake!(restores_killed_at_random_points_leave_the_table_as_it_was_or_restored);
+
+fn restores_killed_at_random_points_leave_the_table_as_it_was_or_restored(backend: Backend) {
     let (seed, points) = seed_and_points();
-    let project = Project::movielens();
+    let project = Project::movielens_on(backend);
     project.ok(&["run"]);
     let original = project.query(RATINGS);
     super::add_ratings(&project);
