@@ -300,7 +300,7 @@ impl Lake {
             .map_err(|e| self.delta_error(table, e))?
             .with_storage_options(self.storage_options());
         if let Some(remote) = &self.remote {
-            let (_, bucket) = remote.bucket_store()?;
+            let (_, bucket) = remote.bucket_store();
             builder = builder.with_storage_backend(bucket, url);
         }
         builder.build().map_err(|e| self.delta_error(table, e))
@@ -381,7 +381,7 @@ impl Lake {
         let ctx = self.session_reading(options, TableScan::Files)?;
         if let Some(remote) = &self.remote {
             // Plain scans name their files by URL: the session must know the lake's store.
-            let (url, store) = remote.bucket_store()?;
+            let (url, store) = remote.bucket_store();
             ctx.register_object_store(&url, store);
         }
         Ok(ctx)

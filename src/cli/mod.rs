@@ -679,7 +679,7 @@ async fn healthcheck(url: &str, timeout: std::time::Duration) -> Result<()> {
 /// `strata cluster scheduler|executor`: runs until stopped.
 async fn run_cluster_node(node: ClusterCommand, config: &Config) -> Result<()> {
     let lake = Lake::from_config(&config.lake)?;
-    let store = LakeStore::of(lake.remote())?;
+    let store = LakeStore::of(lake.remote());
     match node {
         ClusterCommand::Scheduler {
             bind,

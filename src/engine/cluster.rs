@@ -36,8 +36,8 @@ use crate::storage::RemoteLake;
 pub struct LakeStore(Option<(Url, Arc<dyn ObjectStore>)>);
 
 impl LakeStore {
-    pub fn of(remote: Option<&RemoteLake>) -> Result<LakeStore> {
-        Ok(LakeStore(remote.map(|r| r.bucket_store()).transpose()?))
+    pub fn of(remote: Option<&RemoteLake>) -> LakeStore {
+        LakeStore(remote.map(RemoteLake::bucket_store))
     }
 
     /// A runtime that reads the lake, spilling into `temp_dir` when given.

@@ -141,8 +141,8 @@ impl RemoteLake {
     /// options, and the URL it answers for (`s3://bucket/`). Tables are opened on it (delta-rs
     /// adds each table's prefix), and plain Parquet scans name their files by full URL, so a
     /// session (or a cluster node) registers it to read them.
-    pub fn bucket_store(&self) -> Result<(Url, Arc<dyn ObjectStore>)> {
-        Ok(self.bucket.clone())
+    pub fn bucket_store(&self) -> (Url, Arc<dyn ObjectStore>) {
+        self.bucket.clone()
     }
 
     /// The storage options every table of the lake is opened with.

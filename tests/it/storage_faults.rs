@@ -162,8 +162,7 @@ async fn serve_answers_from_its_snapshots_while_the_store_is_down_and_recovers()
         ..Faults::default()
     });
     for (path, body) in warmed.iter().zip(&before) {
-        let (status, during, took) = get(&serve.base, path).await;
-        eprintln!("down: {path} {status} in {took:?}");
+        let (status, during, _) = get(&serve.base, path).await;
         assert_eq!(
             (status, &during),
             (200, body),
