@@ -77,5 +77,6 @@ pub mod run_options;
 pub mod sample;
 pub mod session;
 pub mod storage;
+pub mod variables;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use croner::Cron;
 use serde::Serialize;
 
 use crate::catalog::table_name::TableName;
+use crate::variables::RunVars;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,8 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Re-run only what this run (an id, or `last`) did not complete.
     pub resume: Option<String>,
+    /// The run's variables (`--var ds=2026-11-30`), bound in SQL as `$name`.
+    pub vars: RunVars,
 }
 
 impl Default for RunOptions {
@@ -31,6 +34,7 @@ impl Default for RunOptions {
             downstream: false,
             full_refresh: false,
             resume: None,
+            vars: RunVars::default(),
         }
     }
 }
@@ -80,6 +84,15 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The options of the run fired at `at`: `ds` is that time's date (UTC), as Airflow's `ds`
+    /// is a run's logical date.
+    pub fn options_at(&self, at: DateTime<Utc>) -> RunOptions {
+        RunOptions {
+            vars: RunVars::for_date(at.date_naive()),
+            ..self.options.clone()
+        }
+    }
+
     /// The first fire time strictly after `now` (UTC).
     pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron.find_next_occurrence(&now, false).ok()

@@ -23,6 +23,7 @@ use crate::pipeline::run::{self, RunOptions, StepReport};
 use crate::pipeline::run_log::{self, Trigger};
 use crate::query;
 use crate::sample::{self, SampleSpec};
+use crate::variables::RunVars;
 
 /// Writes a line to stdout, ignoring a closed pipe (`strata tables | head` must not panic).
 macro_rules! emit {
@@ -73,6 +74,10 @@ pub enum Command {
         /// what that run committed is kept.
         #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["select", "downstream"])]
         resume: Option<String>,
+        /// A run variable, bound in SQL steps as `$NAME` and filled into source paths as
+        /// `{NAME}`; `ds` is the run's date (YYYY-MM-DD). Repeatable.
+        #[arg(long = "var", value_name = "NAME=VALUE", conflicts_with = "resume")]
+        vars: Vec<String>,
     },
     /// List every table with layer, current version, rows and last commit time.
     Tables {
@@ -343,6 +348,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             downstream,
             full_refresh,
             resume,
+            vars,
         } => {
             let options = RunOptions {
                 trigger: Trigger::Cli,
@@ -350,6 +356,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 downstream,
                 full_refresh,
                 resume,
+                vars: RunVars::parse(vars.iter().map(String::as_str)).map_err(Error::Usage)?,
             };
             let mut output = RunOutput::new(config.spill_root());
             let summary = run::run(Arc::new(config), &options, &mut output).await;

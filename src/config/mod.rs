@@ -591,6 +591,8 @@ fn validate_schedule(raw: RawSchedule, report: &mut dyn FnMut(&str, String)) -> 
             downstream: raw.downstream.unwrap_or(false),
             full_refresh: raw.full_refresh.unwrap_or(false),
             resume: None,
+            // `ds` is set to each fire time's date when the run starts (`pipeline::trigger`).
+            vars: Default::default(),
         },
     })
 }

@@ -10,7 +10,7 @@
 //! object directly under it, sorted by key. A file's `name` (what lineage and rejects show) is its
 //! path relative to the raw directory, or its full URL: never the scratch copy.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::storage::{self, LakeRoot};
+use crate::variables::{self, RunVars};
 
 /// Where a source's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,31 @@ impl Location {
                 Ok((Some(scratch), files))
             }
         }
+    }
+}
+
+impl Location {
+    /// The text a path template is written in: an object URL with its braces as typed (the URL
+    /// parser percent-encodes them).
+    fn template_text(&self) -> String {
+        self.to_string().replace("%7B", "{").replace("%7D", "}")
+    }
+
+    /// The run variables the path is a template of (`raw/ads_views/{ds}.csv` reads `ds`).
+    pub fn variables(&self) -> BTreeSet<String> {
+        variables::template_names(&self.template_text())
+    }
+
+    /// The location for one run: every `{name}` replaced by that run variable. The error names a
+    /// variable the run does not have.
+    pub fn for_run(&self, vars: &RunVars) -> std::result::Result<Location, String> {
+        if self.variables().is_empty() {
+            return Ok(self.clone());
+        }
+        let filled = vars.fill(&self.template_text()).map_err(|name| {
+            format!("{self} needs the run variable {name}: run with --var {name}=...")
+        })?;
+        Location::parse(&filled)
     }
 }
 

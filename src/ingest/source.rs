@@ -245,6 +245,19 @@ impl SourceSpec {
         }
     }
 
+    /// Where the source's files are, for kinds read from files (a path may be a template of run
+    /// variables, `raw/ads_views/{ds}.csv`).
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            SourceSpec::Csv(s) => Some(&s.path),
+            SourceSpec::MovieLens(s)
+            | SourceSpec::Json(s)
+            | SourceSpec::Ndjson(s)
+            | SourceSpec::Parquet(s) => Some(&s.path),
+            SourceSpec::Http(_) => None,
+        }
+    }
+
     /// The variant's settings, for what every kind answers.
     fn kind_mut(&mut self) -> &mut dyn SourceKind {
         match self {

@@ -76,8 +76,12 @@ pub enum WriteMode {
     /// Add rows that may bring columns the table lacks: the table gains them (older rows read
     /// NULL). Every existing column must be in the rows, with its type.
     AppendAddingColumns,
-    /// Replace exactly the rows matching a SQL predicate; every new row must match it too.
-    ReplaceWhere { predicate: String },
+    /// Replace exactly the rows matching a predicate (values bound, never SQL text); every new
+    /// row must match it too. `partition_by` lays out a new table.
+    ReplaceWhere {
+        predicate: Expr,
+        partition_by: Vec<String>,
+    },
     /// Upsert on key columns; `evolve_schema` adds columns the new rows bring (API sources grow
     /// fields over time), else they are an error.
     Merge {
@@ -190,11 +194,10 @@ async fn commit_frame_to(
                 .with_save_mode(SaveMode::Overwrite)
                 .with_partition_columns(partition_by)
         }
-        WriteMode::Merge { .. }
-        | WriteMode::ReplaceWhere { .. }
-        | WriteMode::AppendAddingColumns
-            if !exists =>
-        {
+        WriteMode::ReplaceWhere { partition_by, .. } if !exists => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_partition_columns(partition_by),
+        WriteMode::Merge { .. } | WriteMode::AppendAddingColumns if !exists => {
             builder.with_save_mode(SaveMode::Overwrite)
         }
         WriteMode::Overwrite { partition_by } => builder
@@ -205,7 +208,7 @@ async fn commit_frame_to(
         WriteMode::AppendAddingColumns => builder
             .with_save_mode(SaveMode::Append)
             .with_schema_mode(SchemaMode::Merge),
-        WriteMode::ReplaceWhere { predicate } => builder
+        WriteMode::ReplaceWhere { predicate, .. } => builder
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate),
         WriteMode::Merge { .. } => unreachable!("merge into an existing table is handled above"),

@@ -47,6 +47,7 @@ use chrono::{DateTime, Utc};
 use crate::catalog::Lake;
 use crate::config::Config;
 use crate::session::SessionOptions;
+use crate::variables::RunVars;
 use progress::StepProgress;
 
 /// What every step of a run shares.
@@ -64,6 +65,8 @@ pub struct StepContext {
     pub progress: Arc<StepProgress>,
     /// Where the run's step attempts are appended, shared by every step.
     pub step_runs: Arc<run_log::StepRunsLog>,
+    /// The run's variables (`--var ds=...`), bound in SQL and filled into source paths.
+    pub vars: RunVars,
 }
 
 /// What happened to a step's table.

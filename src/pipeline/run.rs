@@ -25,6 +25,7 @@ use crate::pipeline::step::Step;
 use crate::pipeline::{StepContext, StepResult, StepStatus};
 use crate::sample;
 use crate::session::SessionOptions;
+use crate::variables::RunVars;
 
 pub use crate::pipeline::run_log::StepReport;
 pub use crate::run_options::RunOptions;
@@ -105,13 +106,15 @@ pub async fn run_locked(
 ) -> Result<RunSummary> {
     generate_sample_if_empty(&config).await?;
     let dag = Dag::build(&config, &lake).await?;
-    let (selected, selection) = match &options.resume {
+    let (selected, selection, vars) = match &options.resume {
         None => (
             dag.select(&options.select, options.downstream)?,
             options.selection(),
+            options.vars.clone(),
         ),
         Some(previous) => resume_selection(&lake, &dag, previous).await?,
     };
+    check_variables(&dag, &selected, &config, &vars)?;
 
     let ctx = StepContext {
         lake: Arc::clone(&lake),
@@ -122,6 +125,7 @@ pub async fn run_locked(
         session: config.session_options()?,
         progress: Arc::default(),
         step_runs: Arc::default(),
+        vars,
     };
     observer.started(&ctx.session, selected.len());
     info!(
@@ -156,6 +160,7 @@ pub async fn run_locked(
         ended_at: None,
         status: "running".into(),
         error: None,
+        variables: ctx.vars.to_json(),
     };
     run_log::upsert_runs(&lake, std::slice::from_ref(&record)).await?;
 
@@ -316,13 +321,39 @@ async fn compact_run_log(ctx: &StepContext) -> Result<()> {
     Ok(())
 }
 
+/// Every run variable a selected step reads must have a value: a usage error naming each step
+/// and variable otherwise, before anything runs.
+fn check_variables(
+    dag: &Dag,
+    selected: &BTreeSet<TableName>,
+    config: &Config,
+    vars: &RunVars,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for step in dag.ordered().filter(|s| selected.contains(&s.table)) {
+        let needed = step.variables(config);
+        for name in vars.missing(&needed) {
+            problems.push(format!("{} reads the run variable {name}", step.origin()));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{}: give it with --var NAME=VALUE (ds as YYYY-MM-DD), or run the days with \
+         `strata backfill --from DATE --to DATE`",
+        problems.join("; ")
+    )))
+}
+
 /// The steps a resumed run must run: those the earlier run selected minus those whose last attempt
-/// committed (or found its table up to date). Also returns how `system.runs` names the selection.
+/// committed (or found its table up to date). Also returns how `system.runs` names the selection
+/// and the earlier run's variables, which the resumed run keeps.
 async fn resume_selection(
     lake: &Arc<Lake>,
     dag: &Dag,
     previous: &str,
-) -> Result<(BTreeSet<TableName>, String)> {
+) -> Result<(BTreeSet<TableName>, String, RunVars)> {
     let log = run_log::RunLogReader::latest(lake).await?;
     let run_id = if previous == "last" {
         log.last_run_id()
@@ -381,7 +412,17 @@ async fn resume_selection(
         )));
     }
     let names: Vec<String> = remaining.iter().map(|t| t.to_string()).collect();
-    Ok((remaining, format!("resume {run_id}: {}", names.join(","))))
+    let vars = match run["variables"].as_str() {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::Internal(format!("system.runs variables of {run_id}: {e}")))
+            .and_then(|map| RunVars::try_from_map(map).map_err(Error::Usage))?,
+        None => RunVars::default(),
+    };
+    Ok((
+        remaining,
+        format!("resume {run_id}: {}", names.join(",")),
+        vars,
+    ))
 }
 
 /// Runs a step until it succeeds or its retries are spent. Each failed attempt that will be

@@ -10,6 +10,15 @@
 //! 2. `[steps."silver.ratings"]` in the config file (same keys).
 //!
 //! Unknown keys are errors naming the file.
+//!
+//! A step that builds one day at a time replaces that day's rows and nothing else:
+//! ```sql
+//! -- strata: materialization = "replace_where"
+//! -- strata: replace_where = "date = $ds"
+//! -- strata: partition_by = ["date"]
+//! ```
+//! The predicate is SQL over the step's columns; its `$name` parameters are the run's variables,
+//! bound as values. Every row of the result must satisfy it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,7 +33,7 @@ pub const HEADER_PREFIX: &str = "-- strata:";
 
 /// How a step's result becomes the table's next version.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Materialization {
     /// Replace the table's contents (schema changes allowed).
     #[default]
@@ -33,6 +42,8 @@ pub enum Materialization {
     Append,
     /// Upsert on `unique_key`: matching rows are updated, new keys inserted (Delta MERGE).
     Merge,
+    /// Replace exactly the rows matching `replace_where` (one day's partition), keep the rest.
+    ReplaceWhere,
 }
 
 impl Materialization {
@@ -41,6 +52,7 @@ impl Materialization {
             Materialization::Overwrite => "overwrite",
             Materialization::Append => "append",
             Materialization::Merge => "merge",
+            Materialization::ReplaceWhere => "replace_where",
         }
     }
 }
@@ -55,6 +67,10 @@ pub struct StepSettings {
     pub unique_key: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,
+    /// The rows a `replace_where` step replaces: a SQL predicate over its columns, with run
+    /// variables as `$name` (`"date = $ds"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replace_where: Option<String>,
     #[serde(skip_serializing_if = "Expectations::is_empty")]
     pub expect: Expectations,
 }
@@ -153,6 +169,18 @@ pub fn resolve(file: &Path, header: Table, config: Option<&Table>) -> Result<Ste
         return Err(Error::StepSettings {
             file: file.to_path_buf(),
             message: "materialization = \"merge\" needs unique_key = [\"column\", ...]".into(),
+        });
+    }
+    let replacing = settings.materialization == Some(Materialization::ReplaceWhere);
+    if replacing != settings.replace_where.is_some() {
+        let message = if replacing {
+            "materialization = \"replace_where\" needs replace_where = \"<predicate>\", e.g. \"date = $ds\""
+        } else {
+            "replace_where is only read with materialization = \"replace_where\""
+        };
+        return Err(Error::StepSettings {
+            file: file.to_path_buf(),
+            message: message.into(),
         });
     }
     Ok(settings)

@@ -97,7 +97,7 @@ pub async fn drive(schedule: Schedule, runner: Arc<Runner>) {
         let wait = (next - now).to_std().unwrap_or_default();
         info!(next = %next.to_rfc3339(), "next scheduled run");
         tokio::time::sleep(wait).await;
-        match runner.start(schedule.options.clone()).await {
+        match runner.start(schedule.options_at(next)).await {
             Ok(run_id) => info!(run_id = %run_id, "scheduled run started"),
             Err(Error::LakeBusy { holder, .. }) => {
                 warn!(holder = %holder, "scheduled run skipped: the lake is busy")

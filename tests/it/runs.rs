@@ -125,6 +125,7 @@ fn a_killed_run_is_marked_failed_and_its_stale_lock_recovered() {
                 ended_at: None,
                 status: "running".into(),
                 error: None,
+                variables: "{}".into(),
             }],
         )
         .await

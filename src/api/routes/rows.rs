@@ -138,6 +138,7 @@ pub async fn rows_post(
             downstream: true,
             full_refresh: false,
             resume: None,
+            vars: Default::default(),
         };
         match state.runner.start(options).await {
             Ok(id) => Some(id),

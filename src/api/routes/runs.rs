@@ -17,6 +17,7 @@ use crate::catalog::TableName;
 use crate::error::Error;
 use crate::pipeline::run::RunOptions;
 use crate::pipeline::run_log::{RunLogReader, Trigger};
+use crate::variables::RunVars;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +28,8 @@ pub struct RunRequest {
     pub downstream: bool,
     /// Rebuild even up-to-date steps.
     pub full_refresh: bool,
+    /// The run's variables, bound in SQL as `$name` (`{"ds": "2026-11-30"}`).
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,7 +52,7 @@ pub async fn runs_post(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(
                 "bad_json",
-                format!("expected {{\"select\": [...], \"downstream\": false, \"full_refresh\": false}}: {e}"),
+                format!("expected {{\"select\": [...], \"downstream\": false, \"full_refresh\": false, \"vars\": {{\"ds\": \"2026-11-30\"}}}}: {e}"),
             )
         })?
     };
@@ -59,12 +62,15 @@ pub async fn runs_post(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
         .map(|t| t.parse::<TableName>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::bad_request("bad_select", e.to_string()))?;
+    let vars = RunVars::try_from_map(request.vars)
+        .map_err(|message| ApiError::bad_request("bad_vars", message))?;
     let options = RunOptions {
         trigger: Trigger::Api,
         select,
         downstream: request.downstream,
         full_refresh: request.full_refresh,
         resume: None,
+        vars,
     };
     match state.runner.start(options).await {
         Ok(run_id) => Ok((

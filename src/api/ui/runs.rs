@@ -171,6 +171,7 @@ pub(super) async fn trigger_post(State(state): State<Arc<AppState>>, body: Strin
         downstream: flag("downstream"),
         full_refresh: flag("full_refresh"),
         resume,
+        vars: Default::default(),
     };
     match state.runner.start(options).await {
         Ok(run_id) => Redirect::to(&format!("/ui/runs/{run_id}")).into_response(),

@@ -243,6 +243,7 @@ mod tests {
                 file: format!("sql/{}.sql", table.replace('.', "/")).into(),
                 sql: String::new(),
                 settings: StepSettings::default(),
+                variables: Default::default(),
             })),
             reads: reads.iter().map(|r| r.parse().unwrap()).collect(),
             after: reads.iter().map(|r| r.parse().unwrap()).collect(),

@@ -5,6 +5,8 @@
 //! and reason; each file's path, size and SHA-256 are appended to `system.ingested_files`.
 //! Rerun: a file whose size and checksum match its last ingestion is skipped; a changed file replaces
 //! exactly its own rows (Delta replace-where on `_source_file`); new files are added.
+//! Daily: a path template (`raw/ads_views/{ds}.csv`) reads only the run's day's file, so bronze
+//! gains one day per run, and `--full-refresh` re-reads that day's file, never the others.
 //! Streaming: a parser thread sends bounded batches to the Delta writer as it reads, so a file far
 //! larger than memory is ingested in the memory of a few batches; only the rejected lines are kept.
 //! Failure: when more than `ingest.max_reject_fraction` of the lines are rejected, or a file cannot be
@@ -19,6 +21,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicr
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio::sync::mpsc::Sender;
 
@@ -71,6 +74,9 @@ pub async fn run(
         .into_iter()
         .collect();
     let raw_dir = &ctx.config.ingest.raw_dir;
+    // A path template (`raw/ads_views/{ds}.csv`) names one run's files: this run's day.
+    let templated = !location.variables().is_empty();
+    let location = &location.for_run(&ctx.vars).map_err(ingest_error)?;
     let (scratch, files) = match location.files(raw_dir, &options).await {
         Err(Error::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
             let sample = if ctx.config.sample.generate_if_empty && path.starts_with(raw_dir) {
@@ -93,8 +99,10 @@ pub async fn run(
         return Err(ingest_error(format!("{location} holds no files to ingest")));
     }
 
-    let refresh_all = ctx.full_refresh || !ctx.lake.exists(table).await?;
-    let previous = if refresh_all {
+    // A full refresh of a templated source re-reads this run's files and replaces their rows
+    // only: the other days' files are other runs' input.
+    let refresh_all = !ctx.lake.exists(table).await? || (ctx.full_refresh && !templated);
+    let previous = if refresh_all || ctx.full_refresh {
         HashMap::new()
     } else {
         last_ingested(ctx, source_name).await?
@@ -119,9 +127,10 @@ pub async fn run(
             partition_by: Vec::new(),
         }
     } else {
-        let list: Vec<String> = names.iter().map(|n| quote_literal(n)).collect();
+        let list: Vec<Expr> = names.iter().map(|n| lit(n.as_str())).collect();
         WriteMode::ReplaceWhere {
-            predicate: format!("{SOURCE_FILE} IN ({})", list.join(", ")),
+            predicate: col(SOURCE_FILE).in_list(list, false),
+            partition_by: Vec::new(),
         }
     };
     let meta = CommitMeta {

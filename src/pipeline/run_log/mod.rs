@@ -65,6 +65,8 @@ pub struct RunRecord {
     /// `running`, `succeeded` or `failed`.
     pub status: String,
     pub error: Option<String>,
+    /// The run's variables as a JSON object (`{"ds":"2026-11-30"}`; `{}` for none).
+    pub variables: String,
 }
 
 fn ts_type() -> DataType {
@@ -87,6 +89,7 @@ fn runs_schema() -> SchemaRef {
         Field::new("ended_at", ts_type(), true),
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("variables", DataType::Utf8, true),
     ]))
 }
 
@@ -115,6 +118,7 @@ fn runs_batch(runs: &[RunRecord]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter(
             runs.iter().map(|r| r.error.as_deref()),
         )),
+        text(|r| &r.variables),
     ];
     Ok(RecordBatch::try_new(runs_schema(), columns)?)
 }
@@ -129,9 +133,10 @@ pub async fn upsert_runs(lake: &Lake, runs: &[RunRecord]) -> Result<()> {
         step: runs_table().to_string(),
         ..Default::default()
     };
+    // Tables written before runs had variables gain the column (older rows read NULL).
     let mode = WriteMode::Merge {
         keys: vec!["run_id".into()],
-        evolve_schema: false,
+        evolve_schema: true,
     };
     commit::commit(
         lake,
@@ -319,6 +324,7 @@ pub async fn mark_abandoned(lake: &Arc<Lake>, now: DateTime<Utc>) -> Result<usiz
             ended_at: Some(now.to_rfc3339()),
             status: "failed".into(),
             error: Some("the run's process ended without finishing it (killed or crashed)".into()),
+            variables: r["variables"].as_str().unwrap_or("{}").to_string(),
         })
         .collect();
     upsert_runs(lake, &abandoned).await?;

@@ -18,7 +18,7 @@ use crate::catalog::Lake;
 use crate::error::{Error, Result};
 use crate::pipeline::commit;
 
-/// The columns of a run every listing gives.
+/// The columns of a run every listing gives (and `variables`, see [`RunLogReader::run_columns`]).
 const RUN_COLUMNS: &str =
     "run_id, trigger, selection, full_refresh, started_at, ended_at, status, error";
 
@@ -68,10 +68,29 @@ impl RunLogReader {
         if !self.has_runs {
             return Ok(Vec::new());
         }
+        let columns = self.run_columns().await?;
         self.query_json(&format!(
-            "SELECT {RUN_COLUMNS} FROM system.runs ORDER BY started_at DESC, run_id LIMIT {limit}"
+            "SELECT {columns} FROM system.runs ORDER BY started_at DESC, run_id LIMIT {limit}"
         ))
         .await
+    }
+
+    /// [`RUN_COLUMNS`] and `variables`, which tables written before run variables lack until
+    /// their next run (read as NULL).
+    async fn run_columns(&self) -> Result<String> {
+        let has_variables = self
+            .ctx
+            .table_provider(TableReference::partial("system", "runs"))
+            .await?
+            .schema()
+            .field_with_name("variables")
+            .is_ok();
+        let variables = if has_variables {
+            "variables"
+        } else {
+            "CAST(NULL AS VARCHAR) AS variables"
+        };
+        Ok(format!("{RUN_COLUMNS}, {variables}"))
     }
 
     /// One run's row of `system.runs` (the columns [`Self::list_runs`] gives), if there is one.
@@ -79,9 +98,10 @@ impl RunLogReader {
         if !self.has_runs {
             return Ok(None);
         }
+        let columns = self.run_columns().await?;
         let rows = self
             .query_json(&format!(
-                "SELECT {RUN_COLUMNS} FROM system.runs WHERE run_id = {}",
+                "SELECT {columns} FROM system.runs WHERE run_id = {}",
                 commit::quote_literal(run_id)
             ))
             .await?;
@@ -97,16 +117,15 @@ impl RunLogReader {
             .and_then(|r| r["run_id"].as_str().map(str::to_string)))
     }
 
-    /// Runs still marked `running` (`run_id`, `trigger`, `selection`, `full_refresh`,
-    /// `started_at`).
+    /// Runs still marked `running` (the columns [`Self::list_runs`] gives).
     pub async fn running(&self) -> Result<Vec<Value>> {
         if !self.has_runs {
             return Ok(Vec::new());
         }
-        self.query_json(
-            "SELECT run_id, trigger, selection, full_refresh, started_at FROM system.runs \
-             WHERE status = 'running'",
-        )
+        let columns = self.run_columns().await?;
+        self.query_json(&format!(
+            "SELECT {columns} FROM system.runs WHERE status = 'running'"
+        ))
         .await
     }
 

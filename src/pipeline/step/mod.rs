@@ -112,6 +112,20 @@ impl Step {
         }
     }
 
+    /// The run variables the step reads: a SQL step's `$name` parameters, an ingest step's
+    /// `{name}` path template (its source in `config`). A run must give each a value.
+    pub fn variables(&self, config: &crate::config::Config) -> BTreeSet<String> {
+        match &self.kind {
+            StepKind::Sql(sql) => sql.variables.clone(),
+            StepKind::Ingest { source } => config
+                .source(source)
+                .and_then(|spec| spec.location())
+                .map(|location| location.variables())
+                .unwrap_or_default(),
+            StepKind::Als(_) | StepKind::Classifier(_) => BTreeSet::new(),
+        }
+    }
+
     /// Where the step is defined, for messages: the step file or the config source.
     pub fn origin(&self) -> String {
         match &self.kind {

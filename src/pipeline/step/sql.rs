@@ -24,6 +24,7 @@ use crate::pipeline::retry::RetryPolicy;
 use crate::pipeline::settings;
 use crate::pipeline::sql_step::SqlStep;
 use crate::pipeline::step::{Step, StepKind};
+use crate::variables;
 
 /// Table functions that may appear in FROM clauses; they are not tables.
 const TABLE_FUNCTIONS: [&str; 4] = ["table_version", "table_as_of", "generate_series", "range"];
@@ -58,10 +59,23 @@ pub fn read(table: &TableName, file: &Path, config: Option<&Table>) -> Result<St
             reads.insert(read);
         }
     }
+    let mut variables = match &statement {
+        Statement::Statement(query) => variables::sql_parameters(query),
+        _ => BTreeSet::new(),
+    };
+    if let Some(predicate) = &settings.replace_where {
+        let used =
+            variables::expression_parameters(predicate).map_err(|e| Error::StepSettings {
+                file: file.to_path_buf(),
+                message: format!("replace_where = {predicate:?} is not a SQL predicate: {e}"),
+            })?;
+        variables.extend(used);
+    }
     let kind = StepKind::Sql(Box::new(SqlStep {
         file: file.to_path_buf(),
         sql,
         settings,
+        variables,
     }));
     Ok(Step::new(table.clone(), kind, reads, retry))
 }
