@@ -63,6 +63,8 @@ pub enum Trigger {
     Schedule,
     /// The dashboard's form (`POST /ui/runs`).
     Ui,
+    /// A day of `strata backfill`.
+    Backfill,
 }
 
 impl Trigger {
@@ -72,6 +74,7 @@ impl Trigger {
             Trigger::Api => "api",
             Trigger::Schedule => "schedule",
             Trigger::Ui => "ui",
+            Trigger::Backfill => "backfill",
         }
     }
 }

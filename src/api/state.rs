@@ -1,7 +1,6 @@
 //! What every handler shares: the lake, the configuration, the served snapshots, the response
 //! cache, the recommendation indexes, the loaded classifier models, metrics and the token verifier.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -14,7 +13,7 @@ use crate::api::index::Indexes;
 use crate::api::metrics::Metrics;
 use crate::api::models::Models;
 use crate::api::snapshots::Snapshots;
-use crate::catalog::{Lake, SessionOptions, TableName};
+use crate::catalog::{Lake, SessionOptions};
 use crate::config::Config;
 use crate::error::Result;
 use crate::memory::{MemoryLimit, SpillArea};
@@ -39,11 +38,6 @@ pub struct AppState {
     /// Queries (SQL, diffs) running at once, each with its own memory pool: together they hold at
     /// most `serve.max_concurrent_queries` x `serve.query_memory_limit_mb`.
     query_slots: Arc<Semaphore>,
-    /// One append commits to a table at a time in this process: Delta's optimistic commit
-    /// retries a taken version at once, up to 15 times, so a dozen appends racing inside one
-    /// server used those attempts up against each other; queued, each meets at most the
-    /// writers of other processes.
-    appends: std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AppState {
@@ -59,7 +53,6 @@ impl AppState {
         Ok(Arc::new(AppState {
             spill: Arc::new(SpillArea::open(&config.spill_root())?),
             query_slots: Arc::new(Semaphore::new(config.serve.max_concurrent_queries)),
-            appends: Default::default(),
             runner: Arc::new(Runner::new(Arc::clone(&config), Arc::clone(&lake))),
             snapshots: Snapshots::new(Arc::clone(&lake)),
             cache: ResponseCache::new(
@@ -111,19 +104,6 @@ impl AppState {
                 ),
             )),
         }
-    }
-
-    /// Waits for this process's other appends to `table` to commit; hold the guard while
-    /// committing.
-    pub async fn append_turn(&self, table: &TableName) -> tokio::sync::OwnedMutexGuard<()> {
-        let turn = Arc::clone(
-            self.appends
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(table.clone())
-                .or_default(),
-        );
-        turn.lock_owned().await
     }
 
     /// Picks up new table versions now; publishes the served versions to `/metrics`.

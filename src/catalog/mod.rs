@@ -74,6 +74,8 @@ pub struct Lake {
     allow_unsafe_concurrent_writes: bool,
     /// Set once the store passed the conditional-write check: the probe runs once per process.
     writes_checked: Arc<tokio::sync::OnceCell<()>>,
+    /// One turn per table for this process's writers (see [`Lake::write_turn`]); shared by clones.
+    write_turns: Arc<std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Lake {
@@ -85,6 +87,7 @@ impl Lake {
             remote: None,
             allow_unsafe_concurrent_writes: false,
             writes_checked: Default::default(),
+            write_turns: Default::default(),
         })
     }
 
@@ -103,6 +106,7 @@ impl Lake {
                     remote: Some(RemoteLake::new(url, &options)?),
                     allow_unsafe_concurrent_writes: config.allow_unsafe_concurrent_writes,
                     writes_checked: Default::default(),
+                    write_turns: Default::default(),
                 })
             }
         }
@@ -110,6 +114,22 @@ impl Lake {
 
     pub fn root(&self) -> &LakeRoot {
         &self.root
+    }
+
+    /// Waits until no other writer of this process is committing to `table`; hold the guard
+    /// from opening the table for write to its commit. Writers in one process (concurrent
+    /// appends in `serve`, the days of a backfill) then never race each other for a version:
+    /// delta-rs retries a taken version at once, 15 times, and a dozen racers used them up.
+    /// Other processes are still merged by Delta's conflict check.
+    pub async fn write_turn(&self, table: &TableName) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = Arc::clone(
+            self.write_turns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(table.clone())
+                .or_default(),
+        );
+        turn.lock_owned().await
     }
 
     /// The lake's directory when it is on local disk.

@@ -18,12 +18,13 @@ use crate::error::{Error, Result};
 use crate::inspect;
 use crate::ml::als;
 use crate::output::{self, Format};
+use crate::pipeline::backfill::{self, BackfillRequest};
 use crate::pipeline::dag::{Dag, DagFormat};
 use crate::pipeline::run::{self, RunOptions, StepReport};
 use crate::pipeline::run_log::{self, Trigger};
 use crate::query;
 use crate::sample::{self, SampleSpec};
-use crate::variables::RunVars;
+use crate::variables::{self, RunVars};
 
 /// Writes a line to stdout, ignoring a closed pipe (`strata tables | head` must not panic).
 macro_rules! emit {
@@ -33,9 +34,11 @@ macro_rules! emit {
     }};
 }
 
+mod backfill_output;
 mod diff_output;
 mod run_output;
 
+use backfill_output::BackfillOutput;
 use run_output::RunOutput;
 
 #[derive(Debug, Parser)]
@@ -78,6 +81,32 @@ pub enum Command {
         /// `{NAME}`; `ds` is the run's date (YYYY-MM-DD). Repeatable.
         #[arg(long = "var", value_name = "NAME=VALUE", conflicts_with = "resume")]
         vars: Vec<String>,
+    },
+    /// Run every day of a date range, one run per day with `ds` set to it (days already done
+    /// are skipped); `--resume last` runs the days an earlier backfill did not get done.
+    Backfill {
+        /// First day, YYYY-MM-DD.
+        #[arg(long, required_unless_present = "resume")]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (included).
+        #[arg(long, required_unless_present = "resume")]
+        to: Option<String>,
+        /// Only these tables' steps (layer.name); repeatable.
+        #[arg(long, num_args = 1..)]
+        select: Vec<String>,
+        /// Also run every step downstream of the selection.
+        #[arg(long)]
+        downstream: bool,
+        /// Run every day again, done or not (each day's steps replace only that day).
+        #[arg(long)]
+        full_refresh: bool,
+        /// Days run at once (started in order).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Run the days BACKFILL_ID (or `last`) did not get done, with its range and steps.
+        #[arg(long, value_name = "BACKFILL_ID",
+              conflicts_with_all = ["from", "to", "select", "downstream", "full_refresh"])]
+        resume: Option<String>,
     },
     /// List every table with layer, current version, rows and last commit time.
     Tables {
@@ -375,6 +404,50 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                 return Err(Error::RunFailed {
                     failed: summary.failed(),
                     skipped: summary.skipped(),
+                });
+            }
+            Ok(())
+        }
+        Command::Backfill {
+            from,
+            to,
+            select,
+            downstream,
+            full_refresh,
+            concurrency,
+            resume,
+        } => {
+            let request = match resume {
+                Some(backfill) => BackfillRequest::Resume {
+                    backfill,
+                    concurrency,
+                },
+                None => {
+                    let date = |flag: &str, text: Option<String>| {
+                        let text = text.unwrap_or_default();
+                        variables::parse_date(&text)
+                            .map_err(|e| Error::Usage(format!("--{flag} {text}: {e}")))
+                    };
+                    BackfillRequest::New {
+                        from: date("from", from)?,
+                        to: date("to", to)?,
+                        select: parse_tables(&select)?,
+                        downstream,
+                        full_refresh,
+                        concurrency: concurrency.unwrap_or(1),
+                    }
+                }
+            };
+            let summary =
+                backfill::backfill(Arc::new(config), &request, &mut BackfillOutput).await?;
+            if let Some(peak) = crate::memory::peak_resident() {
+                eprintln!("peak memory {}", crate::memory::human_bytes(peak));
+            }
+            let failed = summary.failed_days();
+            if failed > 0 {
+                return Err(Error::BackfillFailed {
+                    failed,
+                    backfill_id: summary.record.backfill_id,
                 });
             }
             Ok(())

@@ -183,6 +183,12 @@ pub enum Error {
     #[error("{failed} step(s) failed, {skipped} skipped because an upstream step failed")]
     RunFailed { failed: usize, skipped: usize },
 
+    /// Days of a backfill failed (each day's run says why in `system.step_runs`).
+    #[error(
+        "{failed} day(s) of backfill {backfill_id} failed; fix the cause and run `strata backfill --resume {backfill_id}`"
+    )]
+    BackfillFailed { failed: usize, backfill_id: String },
+
     /// DataFusion failed while executing a plan Strata built.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -277,6 +283,7 @@ impl Error {
             | Error::MemoryLimit { .. }
             | Error::LakeBusy { .. }
             | Error::RunFailed { .. }
+            | Error::BackfillFailed { .. }
             | Error::Bench(_) => Fault::Data,
             Error::Internal(_)
             | Error::Serve { .. }

@@ -99,6 +99,7 @@ pub async fn commit(
     mode: WriteMode,
     meta: &CommitMeta,
 ) -> Result<u64> {
+    let _turn = lake.write_turn(table).await;
     let delta = lake.open_for_write(table).await?;
     let written = commit_to(delta, table, schema, batches, mode, meta).await?;
     Ok(written.version().unwrap_or(0))
@@ -114,6 +115,7 @@ pub async fn commit_frame(
     mode: WriteMode,
     meta: &CommitMeta,
 ) -> Result<u64> {
+    let _turn = lake.write_turn(table).await;
     let delta = lake.open_for_write(table).await?;
     let written = commit_frame_to(delta, table, frame, mode, meta).await?;
     Ok(written.version().unwrap_or(0))
@@ -121,7 +123,8 @@ pub async fn commit_frame(
 
 /// [`commit`] into a table already open (from [`Lake::open_for_write`] or an earlier commit, at
 /// any version: a newer one is merged by delta-rs's conflict check, as for any concurrent
-/// writer). Returns the table at the version written, ready for the next commit.
+/// writer). Returns the table at the version written, ready for the next commit. The caller
+/// holds the table's [`Lake::write_turn`].
 pub async fn commit_to(
     delta: DeltaTable,
     table: &TableName,

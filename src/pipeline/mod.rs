@@ -20,6 +20,7 @@
 //! downstream is skipped.
 
 pub mod als_step;
+pub mod backfill;
 pub mod classifier_step;
 pub mod commit;
 pub mod dag;

@@ -101,20 +101,70 @@ pub async fn run_locked(
     lake: Arc<Lake>,
     options: &RunOptions,
     run_id: String,
-    _lock: &LakeLock,
+    lock: &LakeLock,
     observer: &mut impl RunObserver,
 ) -> Result<RunSummary> {
     generate_sample_if_empty(&config).await?;
     let dag = Dag::build(&config, &lake).await?;
+    clear_after_killed_runs(&lake, &run_id, lock).await?;
+    let step_runs = Arc::default();
+    let summary = execute(&config, &lake, &dag, options, run_id, &step_runs, observer).await;
+    // Still holding the lock: nobody else writes the run log while it is rewritten.
+    if let Err(e) = compact_run_log(&lake, &step_runs).await {
+        warn!(error = %e, "could not compact the run log");
+    }
+    summary
+}
+
+/// What runs killed before this one left, cleared by a run (or backfill) holding the lake's
+/// lock: the old run-log layout set aside, runs still marked running marked failed, their staging
+/// removed. `run_id` is the holder's own id, whose staging is kept.
+pub(crate) async fn clear_after_killed_runs(
+    lake: &Arc<Lake>,
+    run_id: &str,
+    _lock: &LakeLock,
+) -> Result<()> {
+    run_log::set_aside_legacy_runs(lake).await?;
+    // Holding the lock, every run still marked running belongs to a process that is gone.
+    match run_log::mark_abandoned(lake, Utc::now()).await {
+        Ok(0) => {}
+        Ok(n) => warn!(
+            runs = n,
+            "marked runs left running by a killed process as failed"
+        ),
+        Err(e) => warn!(error = %e, "could not check system.runs for abandoned runs"),
+    }
+    // And whatever those runs had staged is theirs alone: nobody will commit it now.
+    match sql_step::clear_abandoned_staging(lake, run_id) {
+        Ok(0) => {}
+        Ok(n) => warn!(runs = n, "removed staging left by killed runs"),
+        Err(e) => warn!(error = %e, "could not remove staging left by killed runs"),
+    }
+    Ok(())
+}
+
+/// Runs the selected steps of `dag` as run `run_id`, recording it in `system.runs` and each step
+/// in `step_runs`. The caller holds the lake's lock and has cleared what killed runs left
+/// ([`clear_after_killed_runs`]); runs of one backfill execute side by side under its lock.
+pub(crate) async fn execute(
+    config: &Arc<Config>,
+    lake: &Arc<Lake>,
+    dag: &Dag,
+    options: &RunOptions,
+    run_id: String,
+    step_runs: &Arc<run_log::StepRunsLog>,
+    observer: &mut impl RunObserver,
+) -> Result<RunSummary> {
+    let (config, lake) = (Arc::clone(config), Arc::clone(lake));
     let (selected, selection, vars) = match &options.resume {
         None => (
             dag.select(&options.select, options.downstream)?,
             options.selection(),
             options.vars.clone(),
         ),
-        Some(previous) => resume_selection(&lake, &dag, previous).await?,
+        Some(previous) => resume_selection(&lake, dag, previous).await?,
     };
-    check_variables(&dag, &selected, &config, &vars)?;
+    check_variables(dag, &selected, &config, &vars)?;
 
     let ctx = StepContext {
         lake: Arc::clone(&lake),
@@ -124,7 +174,7 @@ pub async fn run_locked(
         full_refresh: options.full_refresh,
         session: config.session_options()?,
         progress: Arc::default(),
-        step_runs: Arc::default(),
+        step_runs: Arc::clone(step_runs),
         vars,
     };
     observer.started(&ctx.session, selected.len());
@@ -135,22 +185,6 @@ pub async fn run_locked(
         spill_dir = %config.spill_root().display(),
         "run started"
     );
-    run_log::set_aside_legacy_runs(&lake).await?;
-    // Holding the lock, every run still marked running belongs to a process that is gone.
-    match run_log::mark_abandoned(&lake, ctx.started_at).await {
-        Ok(0) => {}
-        Ok(n) => warn!(
-            runs = n,
-            "marked runs left running by a killed process as failed"
-        ),
-        Err(e) => warn!(error = %e, "could not check system.runs for abandoned runs"),
-    }
-    // And whatever those runs had staged is theirs alone: nobody will commit it now.
-    match sql_step::clear_abandoned_staging(&lake, &ctx.run_id) {
-        Ok(0) => {}
-        Ok(n) => warn!(runs = n, "removed staging left by killed runs"),
-        Err(e) => warn!(error = %e, "could not remove staging left by killed runs"),
-    }
     let mut record = RunRecord {
         run_id: ctx.run_id.clone(),
         trigger: options.trigger.as_str().into(),
@@ -304,26 +338,23 @@ pub async fn run_locked(
     if let Err(e) = run_log::upsert_runs(&lake, &[record]).await {
         warn!(error = %e, "could not record the run's outcome in system.runs");
     }
-    // Still holding the lock: nobody else writes the run log while it is rewritten.
-    if let Err(e) = compact_run_log(&ctx).await {
-        warn!(error = %e, "could not compact the run log");
-    }
     Ok(summary)
 }
 
 /// Keeps `system.step_runs` and `system.runs` to a few files ([`run_log::COMPACT_AT_FILES`]).
-async fn compact_run_log(ctx: &StepContext) -> Result<()> {
-    ctx.step_runs.compact_if_fragmented(&ctx.lake).await?;
+/// Called holding the lake's lock, with no run executing.
+pub(crate) async fn compact_run_log(lake: &Lake, step_runs: &run_log::StepRunsLog) -> Result<()> {
+    step_runs.compact_if_fragmented(lake).await?;
     let runs = run_log::runs_table();
-    if ctx.lake.exists(&runs).await? {
-        run_log::compact_if_fragmented(ctx.lake.open(&runs).await?, &runs).await?;
+    if lake.exists(&runs).await? {
+        run_log::compact_if_fragmented(lake.open(&runs).await?, &runs).await?;
     }
     Ok(())
 }
 
 /// Every run variable a selected step reads must have a value: a usage error naming each step
 /// and variable otherwise, before anything runs.
-fn check_variables(
+pub(crate) fn check_variables(
     dag: &Dag,
     selected: &BTreeSet<TableName>,
     config: &Config,
@@ -371,24 +402,7 @@ async fn resume_selection(
                 "--resume {run_id}: no such run (see `strata runs`)"
             ))
         })?;
-    let text = run["selection"].as_str().unwrap_or("all");
-    // "all" | "a,b [+downstream]" | "resume <id>: a,b"
-    let (listed, downstream) = match text.split_once(": ") {
-        Some((_, steps)) => (steps, false),
-        None => match text.strip_suffix(" +downstream") {
-            Some(steps) => (steps, true),
-            None => (text, false),
-        },
-    };
-    let tables: Vec<TableName> = if listed == "all" {
-        Vec::new()
-    } else {
-        listed
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(|t| t.parse())
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let (tables, downstream) = parse_selection(run["selection"].as_str().unwrap_or("all"))?;
     let original = dag.select(&tables, downstream)?;
     // A step's last attempt decides: attempts are logged in order.
     let mut last_status: BTreeMap<String, String> = BTreeMap::new();
@@ -423,6 +437,28 @@ async fn resume_selection(
         format!("resume {run_id}: {}", names.join(",")),
         vars,
     ))
+}
+
+/// A selection as `system.runs` names it ([`RunOptions::selection`]): `all`, `a,b [+downstream]`
+/// or `resume <id>: a,b`, back into the selected tables and whether downstream steps count.
+pub(crate) fn parse_selection(text: &str) -> Result<(Vec<TableName>, bool)> {
+    let (listed, downstream) = match text.split_once(": ") {
+        Some((_, steps)) => (steps, false),
+        None => match text.strip_suffix(" +downstream") {
+            Some(steps) => (steps, true),
+            None => (text, false),
+        },
+    };
+    let tables: Vec<TableName> = if listed == "all" {
+        Vec::new()
+    } else {
+        listed
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse())
+            .collect::<std::result::Result<_, _>>()?
+    };
+    Ok((tables, downstream))
 }
 
 /// Runs a step until it succeeds or its retries are spent. Each failed attempt that will be

@@ -66,6 +66,7 @@ pub async fn commit_staged(
         .map_err(|e| delta_error(e.into()))?;
     let protocol = protocol_for(&kernel_schema)?;
 
+    let _turn = lake.write_turn(table).await;
     let delta = lake.open_for_write(table).await?;
     let mut actions = Vec::new();
     let state = match delta.version() {

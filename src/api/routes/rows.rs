@@ -118,7 +118,6 @@ pub async fn rows_post(
         partition_by: Vec::new(),
     };
     state.lake.check_writable().await?;
-    let turn = state.append_turn(&table).await;
     let version = commit::commit(
         &state.lake,
         &table,
@@ -128,7 +127,6 @@ pub async fn rows_post(
         &meta,
     )
     .await?;
-    drop(turn);
     state.refresh().await;
 
     let run_id = if run_downstream {

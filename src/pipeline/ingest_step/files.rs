@@ -99,10 +99,12 @@ pub async fn run(
         return Err(ingest_error(format!("{location} holds no files to ingest")));
     }
 
-    // A full refresh of a templated source re-reads this run's files and replaces their rows
-    // only: the other days' files are other runs' input.
-    let refresh_all = !ctx.lake.exists(table).await? || (ctx.full_refresh && !templated);
-    let previous = if refresh_all || ctx.full_refresh {
+    // A templated source's rows are only ever replaced file by file, even when the table is
+    // new: the other days' files are other runs' input, and a backfill's days may run at once.
+    // A full refresh re-reads this run's files.
+    let exists = ctx.lake.exists(table).await?;
+    let refresh_all = !templated && (!exists || ctx.full_refresh);
+    let previous = if !exists || ctx.full_refresh {
         HashMap::new()
     } else {
         last_ingested(ctx, source_name).await?

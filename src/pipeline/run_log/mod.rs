@@ -25,6 +25,7 @@ use crate::pipeline::commit::{self, CommitMeta, WriteMode};
 pub use crate::run_options::Trigger;
 pub use reader::RunLogReader;
 
+pub mod backfills;
 mod reader;
 
 pub fn runs_table() -> TableName {
@@ -212,6 +213,7 @@ impl StepRunsLog {
             ..Default::default()
         };
         let mut open = self.table.lock().await;
+        let _turn = lake.write_turn(&step_runs_table()).await;
         let delta = match open.take() {
             Some(delta) => delta,
             None => lake.open_for_write(&step_runs_table()).await?,
