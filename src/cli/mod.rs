@@ -192,8 +192,13 @@ pub enum Command {
     /// steps then run there. Each node reads the lake with this config's storage settings.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Write seeded MovieLens-1M-format sample data (ratings.dat, movies.dat, users.dat).
+    /// Write seeded sample data: MovieLens-1M-format files (ratings.dat, movies.dat, users.dat),
+    /// or with `--kind adtech` daily ad-tech logs (ads_views/<day>.csv, product_views/<day>.csv,
+    /// advertiser_ids.csv) for examples/adtech.
     Sample {
+        /// What to generate.
+        #[arg(long, value_enum, default_value_t = SampleKind::Movielens)]
+        kind: SampleKind,
         /// Users (default 6,040, or scaled with --ratings).
         #[arg(long)]
         users: Option<u32>,
@@ -208,7 +213,78 @@ pub enum Command {
         /// Output directory (default: the configured raw directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        adtech: AdtechFlags,
     },
+}
+
+/// What `strata sample` generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SampleKind {
+    Movielens,
+    Adtech,
+}
+
+/// `strata sample --kind adtech` settings (defaults: the example's committed week).
+#[derive(Debug, clap::Args)]
+pub struct AdtechFlags {
+    /// Days of logs (adtech).
+    #[arg(long)]
+    days: Option<u32>,
+    /// First day, YYYY-MM-DD (adtech; default 2026-11-01).
+    #[arg(long)]
+    start: Option<String>,
+    /// Advertisers (adtech; default 10).
+    #[arg(long)]
+    advertisers: Option<u32>,
+    /// Products per advertiser (adtech; default 40).
+    #[arg(long)]
+    products: Option<u32>,
+    /// Ads shown per day over every advertiser (adtech; default 2,000).
+    #[arg(long)]
+    impressions_per_day: Option<u64>,
+    /// Product pages viewed per day (adtech; default 1,000).
+    #[arg(long)]
+    views_per_day: Option<u64>,
+    /// Typical click-through rate (adtech; default 0.01).
+    #[arg(long)]
+    ctr: Option<f64>,
+}
+
+impl AdtechFlags {
+    fn any(&self) -> bool {
+        self.days.is_some()
+            || self.start.is_some()
+            || self.advertisers.is_some()
+            || self.products.is_some()
+            || self.impressions_per_day.is_some()
+            || self.views_per_day.is_some()
+            || self.ctr.is_some()
+    }
+
+    fn spec(&self, seed: u64) -> Result<sample::adtech::AdtechSpec> {
+        let defaults = sample::adtech::AdtechSpec::default();
+        let start = match &self.start {
+            Some(text) => variables::parse_date(text)
+                .map_err(|e| Error::Usage(format!("--start {text}: {e}")))?,
+            None => defaults.start,
+        };
+        let spec = sample::adtech::AdtechSpec {
+            days: self.days.unwrap_or(defaults.days),
+            start,
+            advertisers: self.advertisers.unwrap_or(defaults.advertisers),
+            products: self.products.unwrap_or(defaults.products),
+            impressions_per_day: self
+                .impressions_per_day
+                .unwrap_or(defaults.impressions_per_day),
+            views_per_day: self.views_per_day.unwrap_or(defaults.views_per_day),
+            ctr: self.ctr.unwrap_or(defaults.ctr),
+            seed,
+            ..defaults
+        };
+        spec.validate().map_err(Error::Usage)?;
+        Ok(spec)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -602,12 +678,57 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
             unreachable!("handled before loading the config")
         }
         Command::Sample {
+            kind: SampleKind::Adtech,
             users,
             items,
             ratings,
             seed,
             out,
+            adtech,
         } => {
+            if users.is_some() || items.is_some() || ratings.is_some() {
+                return Err(Error::Usage(
+                    "--users, --items and --ratings shape MovieLens samples; an adtech sample \
+                     takes --days, --advertisers, --products, --impressions-per-day, --views-per-day"
+                        .into(),
+                ));
+            }
+            let spec = adtech.spec(seed)?;
+            let dir = out.unwrap_or_else(|| config.ingest.raw_dir.clone());
+            let summary = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || sample::adtech::write_adtech(&spec, &dir)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("sample generator panicked: {e}")))?
+            .map_err(|e| Error::io(&dir, e))?;
+            emit!(
+                "wrote {} day(s) from {}: {} ad rows, {} product views, {} active advertisers, to {}",
+                summary.days,
+                spec.start,
+                summary.ad_rows,
+                summary.view_rows,
+                summary.active_advertisers,
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Sample {
+            kind: SampleKind::Movielens,
+            users,
+            items,
+            ratings,
+            seed,
+            out,
+            adtech,
+        } => {
+            if adtech.any() {
+                return Err(Error::Usage(
+                    "--days, --start, --advertisers, --products, --impressions-per-day, \
+                     --views-per-day and --ctr shape adtech samples: add --kind adtech"
+                        .into(),
+                ));
+            }
             let mut spec = match ratings {
                 Some(r) if users.is_none() && items.is_none() => SampleSpec::for_ratings(r),
                 _ => config.sample.spec,

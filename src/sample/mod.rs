@@ -1,4 +1,6 @@
-//! Synthetic MovieLens-1M-format sample data: `ratings.dat`, `movies.dat` and `users.dat`.
+//! Synthetic MovieLens-1M-format sample data: `ratings.dat`, `movies.dat` and `users.dat`; and
+//! in [`adtech`], daily ad-tech logs for `examples/adtech/` (`strata sample --kind adtech`), from
+//! the same deterministic random streams.
 //!
 //! # What this module owns
 //! - [`SampleSpec`]: the shape of a sample (users, items, ratings, seed), its ML-shaped defaults
@@ -45,6 +47,8 @@
 //! under the real name. [`write_sample_all_at_once`], which `strata run` uses on an empty raw
 //! directory, goes further: the three files appear together or not at all, and what an
 //! interrupted first run left behind is recognised ([`RawDir::IncompleteSample`]) and replaced.
+
+pub mod adtech;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
