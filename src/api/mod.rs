@@ -1,7 +1,8 @@
 //! `strata serve`: the HTTP API over the lake (axum).
 //!
 //! Gold and every other table page by page with filters and time travel, version history and
-//! schemas, read-only SQL, recommendations and similar items from the ALS step's gold tables,
+//! schemas, read-only SQL, named queries with typed parameters (`sql/api/<name>.sql` at
+//! `/v1/q/<name>`, `named_queries`), recommendations and similar items from the ALS step's gold tables,
 //! the trained models (`system.model_runs`) and predictions from classifier models,
 //! pipeline runs (started by admins or the `[schedule]`), Prometheus metrics and an OpenAPI 3.1
 //! document generated from the handlers; diffs of two table versions; and the `/ui` dashboard
@@ -22,6 +23,7 @@ pub mod index;
 pub mod listener;
 pub mod metrics;
 pub mod models;
+pub mod named_queries;
 pub mod page;
 pub mod routes;
 pub mod snapshots;
@@ -47,7 +49,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use error::ApiError;
 use routes::models as model_routes;
-use routes::{admin, health, query, recommendations, rows, runs, tables};
+use routes::{admin, health, named, query, recommendations, rows, runs, tables};
 use state::AppState;
 
 #[derive(OpenApi)]
@@ -112,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tables/{table}/diff", get(tables::table_diff))
         .route("/v1/tables/{table}/rows", post(rows::rows_post))
         .route("/v1/query", post(query::query_run))
+        .route("/v1/q/{name}", get(named::named_query_get))
         .route(
             "/v1/users/{user_id}/recommendations",
             get(recommendations::recommendations_get),
@@ -210,10 +213,13 @@ async fn metrics_get(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-async fn openapi_get() -> impl IntoResponse {
+/// The handlers' document, plus one entry per named query of this server.
+async fn openapi_get(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut document = ApiDoc::openapi();
+    named::document(&mut document, &state.named);
     (
         [(header::CONTENT_TYPE, "application/json")],
-        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+        document.to_pretty_json().unwrap_or_default(),
     )
 }
 

@@ -12,6 +12,7 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::index::Indexes;
 use crate::api::metrics::Metrics;
 use crate::api::models::Models;
+use crate::api::named_queries::NamedQueries;
 use crate::api::snapshots::Snapshots;
 use crate::catalog::{Lake, SessionOptions};
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// Starts pipeline runs (`POST /v1/runs`, the schedule).
     pub runner: Arc<Runner>,
+    /// The named queries of `sql/api/`, read when the server starts.
+    pub named: NamedQueries,
     /// Where `POST /v1/query` spills (under `run.spill_dir`), for the server's lifetime.
     pub spill: Arc<SpillArea>,
     /// Queries (SQL, diffs) running at once, each with its own memory pool: together they hold at
@@ -61,6 +64,7 @@ impl AppState {
                 Arc::clone(&metrics),
             ),
             indexes: Indexes::default(),
+            named: NamedQueries::load(&config.sql_dir)?,
             models: Models::default(),
             lake,
             gate: Arc::new(Gate {

@@ -98,6 +98,10 @@ pub enum Error {
     #[error("{}: {message}", file.display())]
     StepSettings { file: PathBuf, message: String },
 
+    /// A named query file (`sql/api/<name>.sql`) is invalid.
+    #[error("{}: {message}", file.display())]
+    NamedQuery { file: PathBuf, message: String },
+
     /// An expectation failed: the step was not committed.
     #[error("step {step}: expectation {expectation} failed: {detail}")]
     Expectation {
@@ -267,7 +271,8 @@ impl Error {
             | Error::Usage(_)
             | Error::TableName(_)
             | Error::Dag(_)
-            | Error::StepSettings { .. } => Fault::User,
+            | Error::StepSettings { .. }
+            | Error::NamedQuery { .. } => Fault::User,
             Error::TableNotFound(_)
             | Error::VersionNotFound { .. }
             | Error::Sql { .. }

@@ -85,7 +85,10 @@ impl AdtechSpec {
             return Err(format!("--days {}: give 1 to 3660", self.days));
         }
         if self.advertisers == 0 || self.advertisers > 1_000_000 {
-            return Err(format!("--advertisers {}: give 1 to 1,000,000", self.advertisers));
+            return Err(format!(
+                "--advertisers {}: give 1 to 1,000,000",
+                self.advertisers
+            ));
         }
         if self.products == 0 || self.products > 1_000_000 {
             return Err(format!("--products {}: give 1 to 1,000,000", self.products));

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod health;
 pub mod models;
+pub mod named;
 pub mod query;
 pub mod recommendations;
 pub mod rows;

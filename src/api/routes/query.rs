@@ -129,7 +129,11 @@ pub async fn query_run(
         .into_response())
 }
 
-fn truncate(batches: Vec<arrow::array::RecordBatch>, cap: usize) -> Vec<arrow::array::RecordBatch> {
+/// The first `cap` rows of `batches`.
+pub(crate) fn truncate(
+    batches: Vec<arrow::array::RecordBatch>,
+    cap: usize,
+) -> Vec<arrow::array::RecordBatch> {
     let mut left = cap;
     let mut out = Vec::new();
     for batch in batches {

@@ -42,22 +42,12 @@ pub fn read(table: &TableName, file: &Path, config: Option<&Table>) -> Result<St
     })?;
     let settings = settings::resolve(file, merged, None)?;
     let statement = parse_single_query(file, &sql)?;
-    let (references, _ctes) =
-        resolve_table_references(&statement, true).map_err(|e| Error::Sql {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let mut reads = BTreeSet::new();
-    for reference in references {
-        if let Some(read) = referenced_table(file, &reference)? {
-            if &read == table {
-                return Err(Error::Dag(DagError::new(format!(
-                    "cycle: {} reads its own table {table}",
-                    file.display()
-                ))));
-            }
-            reads.insert(read);
-        }
+    let reads = table_reads(file, &statement)?;
+    if reads.contains(table) {
+        return Err(Error::Dag(DagError::new(format!(
+            "cycle: {} reads its own table {table}",
+            file.display()
+        ))));
     }
     let mut variables = match &statement {
         Statement::Statement(query) => variables::sql_parameters(query),
@@ -78,6 +68,23 @@ pub fn read(table: &TableName, file: &Path, config: Option<&Table>) -> Result<St
         variables,
     }));
     Ok(Step::new(table.clone(), kind, reads, retry))
+}
+
+/// The lake tables a parsed query reads: its table references (not CTEs, not table functions),
+/// each a qualified `layer.name`. The error names `file`.
+pub fn table_reads(file: &Path, statement: &Statement) -> Result<BTreeSet<TableName>> {
+    let (references, _ctes) =
+        resolve_table_references(statement, true).map_err(|e| Error::Sql {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let mut reads = BTreeSet::new();
+    for reference in references {
+        if let Some(read) = referenced_table(file, &reference)? {
+            reads.insert(read);
+        }
+    }
+    Ok(reads)
 }
 
 /// Parses the file as exactly one `SELECT` / `WITH` query.
