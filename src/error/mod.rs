@@ -187,6 +187,13 @@ pub enum Error {
     #[error("{failed} step(s) failed, {skipped} skipped because an upstream step failed")]
     RunFailed { failed: usize, skipped: usize },
 
+    /// A backfill day's step did not run because the same step of the day before did not
+    /// complete (days are chained step by step, so later days never read a missing day).
+    #[error(
+        "{step}: not run, because {step} of {previous} did not complete (a backfill runs each step of its days in order)"
+    )]
+    PreviousDayIncomplete { step: TableName, previous: String },
+
     /// Days of a backfill failed (each day's run says why in `system.step_runs`).
     #[error(
         "{failed} day(s) of backfill {backfill_id} failed; fix the cause and run `strata backfill --resume {backfill_id}`"
@@ -289,6 +296,7 @@ impl Error {
             | Error::LakeBusy { .. }
             | Error::RunFailed { .. }
             | Error::BackfillFailed { .. }
+            | Error::PreviousDayIncomplete { .. }
             | Error::Bench(_) => Fault::Data,
             Error::Internal(_)
             | Error::Serve { .. }

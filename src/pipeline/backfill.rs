@@ -11,7 +11,9 @@
 //! finished days are done, its interrupted day runs again (each step replaces only its own day).
 //!
 //! The whole backfill holds the lake's lock once; its days' runs execute side by side under it,
-//! their commits to one table taking turns ([`crate::catalog::Lake::write_turn`]).
+//! their commits to one table taking turns ([`crate::catalog::Lake::write_turn`]), and each step
+//! of a day starting only once the same step of the day before ended ([`StepChain`]), so a step
+//! that reads the day before (day-over-day changes) sees it whatever the concurrency.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::dag::Dag;
 use crate::pipeline::lake_lock::LakeLock;
-use crate::pipeline::run::{self, RunSummary};
+use crate::pipeline::run::{self, Chained, RunSummary, StepChain};
 use crate::pipeline::run_log::backfills::{self, BackfillRecord};
 use crate::pipeline::run_log::{StepRunsLog, Trigger};
 use crate::run_options::RunOptions;
@@ -178,6 +180,8 @@ async fn backfill_locked(
     let mut outcomes = Vec::new();
     let mut next = todo.iter().copied();
     let mut stopped = false;
+    // Each day's steps follow the same steps of the day before it.
+    let mut chain_end: Option<Arc<StepChain>> = None;
     loop {
         while !stopped && running.len() < record.concurrency.max(1) as usize {
             let Some(day) = next.next() else { break };
@@ -190,6 +194,11 @@ async fn backfill_locked(
                 resume: None,
                 vars: RunVars::for_date(day),
             };
+            let chained = Chained {
+                previous: chain_end.take(),
+                own: Arc::new(StepChain::new(format!("ds={day}"))),
+            };
+            chain_end = Some(Arc::clone(&chained.own));
             let (config, lake, dag, step_runs) = (
                 Arc::clone(config),
                 Arc::clone(lake),
@@ -206,9 +215,11 @@ async fn backfill_locked(
                     &options,
                     run_id.clone(),
                     &step_runs,
+                    Some(&chained),
                     &mut (),
                 )
                 .await;
+                chained.own.close();
                 outcome(day, run_id, summary, started.elapsed())
             });
         }

@@ -108,7 +108,10 @@ pub async fn run_locked(
     let dag = Dag::build(&config, &lake).await?;
     clear_after_killed_runs(&lake, &run_id, lock).await?;
     let step_runs = Arc::default();
-    let summary = execute(&config, &lake, &dag, options, run_id, &step_runs, observer).await;
+    let summary = execute(
+        &config, &lake, &dag, options, run_id, &step_runs, None, observer,
+    )
+    .await;
     // Still holding the lock: nobody else writes the run log while it is rewritten.
     if let Err(e) = compact_run_log(&lake, &step_runs).await {
         warn!(error = %e, "could not compact the run log");
@@ -143,9 +146,77 @@ pub(crate) async fn clear_after_killed_runs(
     Ok(())
 }
 
+/// How the steps of runs executing side by side (a backfill's days) keep their order: each step
+/// of a run starts only once the same step of the run before it has ended, and fails when that
+/// one did not complete (Airflow's `depends_on_past`). A day's steps may then read the day
+/// before from any table, whatever the backfill's concurrency.
+#[derive(Debug)]
+pub struct StepChain {
+    /// The run this chain follows, as messages name it (`ds=2026-11-03`).
+    label: String,
+    ended: std::sync::Mutex<(BTreeMap<TableName, StepStatus>, bool)>,
+    changed: tokio::sync::Notify,
+}
+
+impl StepChain {
+    pub fn new(label: String) -> StepChain {
+        StepChain {
+            label,
+            ended: Default::default(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// `table`'s step of this run ended as `status`.
+    fn end(&self, table: &TableName, status: StepStatus) {
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(table.clone(), status);
+        self.changed.notify_waiters();
+    }
+
+    /// The run is over: a step it never ended counts as not completed.
+    pub fn close(&self) {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `table`'s step of this run has ended; whether it completed.
+    async fn completed(&self, table: &TableName) -> bool {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+                match ended.0.get(table) {
+                    Some(status) => {
+                        return matches!(status, StepStatus::Committed | StepStatus::Unchanged);
+                    }
+                    None if ended.1 => return false,
+                    None => {}
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A run's place in a chain: the run it follows (if any) and its own chain, which the next run
+/// follows.
+#[derive(Debug, Clone)]
+pub struct Chained {
+    pub previous: Option<Arc<StepChain>>,
+    pub own: Arc<StepChain>,
+}
+
 /// Runs the selected steps of `dag` as run `run_id`, recording it in `system.runs` and each step
 /// in `step_runs`. The caller holds the lake's lock and has cleared what killed runs left
-/// ([`clear_after_killed_runs`]); runs of one backfill execute side by side under its lock.
+/// ([`clear_after_killed_runs`]); runs of one backfill execute side by side under its lock,
+/// `chained` step by step.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn execute(
     config: &Arc<Config>,
     lake: &Arc<Lake>,
@@ -153,6 +224,7 @@ pub(crate) async fn execute(
     options: &RunOptions,
     run_id: String,
     step_runs: &Arc<run_log::StepRunsLog>,
+    chained: Option<&Chained>,
     observer: &mut impl RunObserver,
 ) -> Result<RunSummary> {
     let (config, lake) = (Arc::clone(config), Arc::clone(lake));
@@ -244,6 +316,9 @@ pub(crate) async fn execute(
                 };
                 observer.step_finished(&report);
                 log_step(&ctx, &report, &BTreeMap::new()).await;
+                if let Some(chained) = chained {
+                    chained.own.end(&step.table, StepStatus::Skipped);
+                }
                 done.insert(step.table.clone(), StepStatus::Skipped);
                 reports.push(report);
                 pending.remove(i);
@@ -259,10 +334,20 @@ pub(crate) async fn execute(
                 };
                 let step = step.clone();
                 let attempts = attempt_tx.clone();
+                let previous = chained.and_then(|c| c.previous.clone());
                 running.spawn(async move {
+                    let engine = step.engine(&ctx.config.engine).describe();
+                    if let Some(previous) = previous
+                        && !previous.completed(&step.table).await
+                    {
+                        let incomplete = Error::PreviousDayIncomplete {
+                            step: step.table.clone(),
+                            previous: previous.label.clone(),
+                        };
+                        return (step.table, BTreeMap::new(), engine, (1, 0, Err(incomplete)));
+                    }
                     let inputs = input_versions(&ctx.lake, &step).await;
                     let last = run_with_retries(&ctx, &step, &inputs, &attempts).await;
-                    let engine = step.engine(&ctx.config.engine).describe();
                     (step.table, inputs, engine, last)
                 });
                 pending.remove(i);
@@ -316,6 +401,9 @@ pub(crate) async fn execute(
         };
         observer.step_finished(&report);
         log_step(&ctx, &report, &inputs).await;
+        if let Some(chained) = chained {
+            chained.own.end(&table, report.status);
+        }
         done.insert(table, report.status);
         reports.push(report);
     }
