@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod concurrent_writers;
 mod crash;
+mod daily;
 mod dashboard;
 mod deploy;
 mod fuzz;
