@@ -18,7 +18,9 @@
 //! before it, except that the crate error wraps the typed errors of `catalog::table_name` and
 //! `ingest::http`.
 //! - [`ml`]: alternating least squares and random forests (training, evaluation, benchmarks);
-//!   [`sample`]: the seeded MovieLens-shaped data generator. Both import nothing of the crate.
+//!   [`sample`]: the seeded data generators (MovieLens-shaped, and daily ad-tech logs);
+//!   [`variables`]: run variables (`--var ds=...`), typed, bound as SQL parameters and filled
+//!   into path templates. They import nothing of the crate.
 //! - [`error`]: the crate error; each variant's [`error::Fault`] decides exit code and HTTP status.
 //! - [`storage`]: where the lake lives (`LakeRoot`: a directory or `s3://`), object-store access
 //!   checks, the conditional-write check, clear storage errors, and conditional writes that survive
@@ -42,12 +44,14 @@
 //!   `config::serve`).
 //! - [`pipeline`]: the step DAG and its step kinds (ingest, SQL, ALS, classifier), expectations,
 //!   commits, publishing training outputs all or none, retries, the run scheduler (telling a
-//!   `RunObserver` how each step goes, with its live `StepProgress`), the run log and the lake lock,
-//!   and runs started from `serve` (on request or on a cron schedule).
+//!   `RunObserver` how each step goes, with its live `StepProgress`), backfills (one run per day,
+//!   days chained step by step), the run log and the lake lock, and runs started from `serve`
+//!   (on request or on a cron schedule).
 //! - [`diff`]: what changed in a table between two versions (schema, rows added, removed and
 //!   changed), for `strata diff` and the API; the key rows are matched on comes from the caller
 //!   (the step's, via [`pipeline::dag::Dag::natural_key`]).
-//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, diffs, SQL, recommendations,
+//! - [`api`]: `strata serve`, the axum HTTP API (tables, time travel, diffs, SQL, named queries
+//!   with typed parameters from `sql/api/`, recommendations,
 //!   models and predictions, runs, auth, version-keyed cache, metrics, OpenAPI, security headers,
 //!   connection caps) and the `/ui`
 //!   dashboard (`api::ui`: runs, the step graph, tables at any version, lineage, diffs and models

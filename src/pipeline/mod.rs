@@ -11,7 +11,9 @@
 //!   `staged_commit` commits a SQL step's staged Parquet files as they are where it can; `retry`
 //!   retries attempts.
 //! - `progress` counts a running step's rows and bytes for the command line's progress line.
-//! - `run` schedules a whole run, `run_log` records it in `system.runs` / `system.step_runs`,
+//! - `run` schedules a whole run, `backfill` one run per day of a range (`ds` set, days chained
+//!   step by step), `run_log` records them in `system.runs` / `system.step_runs` /
+//!   `system.backfills`,
 //!   `trigger` starts runs from `strata serve` (on request or on a cron schedule) and
 //!   `lake_lock` keeps it the only run on its lake.
 //!
