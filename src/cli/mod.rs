@@ -618,6 +618,7 @@ pub async fn run(cli: Cli, env: &[(String, String)]) -> Result<()> {
                         "run_id",
                         "trigger",
                         "selection",
+                        "variables",
                         "started_at",
                         "ended_at",
                         "status",

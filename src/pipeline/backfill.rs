@@ -238,6 +238,11 @@ async fn backfill_locked(
             outcomes.len(),
             todo.len(),
         );
+        // Each day appends to the run log and the ingest log: keep them compact as days go, or
+        // every later day reads one more small file per step.
+        if let Err(e) = run::compact_run_log(lake, &step_runs).await {
+            warn!(error = %e, "could not compact the run log");
+        }
     }
 
     outcomes.sort_by_key(|d| d.day);
@@ -260,9 +265,6 @@ async fn backfill_locked(
     }
     if let Err(e) = backfills::upsert(lake, &record).await {
         warn!(error = %e, "could not record the backfill's outcome in system.backfills");
-    }
-    if let Err(e) = run::compact_run_log(lake, &step_runs).await {
-        warn!(error = %e, "could not compact the run log");
     }
     Ok(BackfillSummary {
         record,

@@ -429,13 +429,21 @@ pub(crate) async fn execute(
     Ok(summary)
 }
 
-/// Keeps `system.step_runs` and `system.runs` to a few files ([`run_log::COMPACT_AT_FILES`]).
-/// Called holding the lake's lock, with no run executing.
+/// Keeps `system.step_runs`, `system.runs` and `system.ingested_files` (every run appends to
+/// them) to a few files ([`run_log::COMPACT_AT_FILES`]). Called holding the lake's lock; runs
+/// of this process may be executing (a backfill's other days): each table is compacted in its
+/// write turn.
 pub(crate) async fn compact_run_log(lake: &Lake, step_runs: &run_log::StepRunsLog) -> Result<()> {
     step_runs.compact_if_fragmented(lake).await?;
-    let runs = run_log::runs_table();
-    if lake.exists(&runs).await? {
-        run_log::compact_if_fragmented(lake.open(&runs).await?, &runs).await?;
+    let tables = [
+        run_log::runs_table(),
+        crate::pipeline::ingest_step::ingested_files_table(),
+    ];
+    for table in tables {
+        let _turn = lake.write_turn(&table).await;
+        if lake.exists(&table).await? {
+            run_log::compact_if_fragmented(lake.open(&table).await?, &table).await?;
+        }
     }
     Ok(())
 }

@@ -98,7 +98,7 @@ pub struct ListParams {
 
 /// Runs, newest first.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListParams),
-    responses((status = 200, description = "`[{run_id, trigger, selection, started_at, ended_at, status, error}]`")))]
+    responses((status = 200, description = "`[{run_id, trigger, selection, full_refresh, started_at, ended_at, status, error, variables}]`")))]
 pub async fn runs_list(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ListParams>,

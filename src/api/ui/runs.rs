@@ -197,6 +197,8 @@ struct RunPage {
     status: String,
     trigger: String,
     selection: String,
+    /// The run's variables, `ds=2026-11-03` (empty for none).
+    variables: String,
     started_at: String,
     ended_at: Option<String>,
     duration: String,
@@ -291,6 +293,16 @@ async fn run_view(state: &AppState, run_id: String) -> ApiResult<String> {
         status: text(&run, "status"),
         trigger: text(&run, "trigger"),
         selection: text(&run, "selection"),
+        variables: run["variables"]
+            .as_str()
+            .and_then(|t| serde_json::from_str::<std::collections::BTreeMap<String, String>>(t).ok())
+            .map(|vars| {
+                vars.iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
         started_at: text(&run, "started_at"),
         ended_at: optional("ended_at"),
         duration: match (run_start, run_end) {

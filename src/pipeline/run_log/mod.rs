@@ -231,6 +231,7 @@ impl StepRunsLog {
     /// open, so the check reads no log.
     pub async fn compact_if_fragmented(&self, lake: &Lake) -> Result<()> {
         let mut open = self.table.lock().await;
+        let _turn = lake.write_turn(&step_runs_table()).await;
         let delta = match open.take() {
             Some(delta) => delta,
             None if lake.exists(&step_runs_table()).await? => lake.open(&step_runs_table()).await?,
