@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 
 use chrono::NaiveDate;
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, visit_expressions};
+use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, Visit, visit_expressions};
 
 /// The variable holding a run's logical date (Airflow's `ds`).
 pub const DS: &str = "ds";
@@ -178,8 +178,13 @@ pub fn template_names(template: &str) -> BTreeSet<String> {
 /// The named parameters (`$name`) a parsed SQL statement uses; positional ones (`$1`) are not
 /// run variables and are left out.
 pub fn sql_parameters(statement: &Statement) -> BTreeSet<String> {
+    placeholders(statement)
+}
+
+/// The `$name` placeholders anywhere in a parsed statement or expression.
+fn placeholders(sql: &impl Visit) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let _ = visit_expressions(statement, |expr| {
+    let _ = visit_expressions(sql, |expr| {
         if let Expr::Value(value) = expr
             && let Value::Placeholder(text) = &value.value
             && let Some(name) = text.strip_prefix('$')
@@ -208,18 +213,7 @@ pub fn expression_parameters(sql: &str) -> Result<BTreeSet<String>, String> {
             parser.peek_token()
         ));
     }
-    let mut names = BTreeSet::new();
-    let _ = visit_expressions(&expr, |expr| {
-        if let Expr::Value(value) = expr
-            && let Value::Placeholder(text) = &value.value
-            && let Some(name) = text.strip_prefix('$')
-            && check_name(name).is_ok()
-        {
-            names.insert(name.to_string());
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    Ok(names)
+    Ok(placeholders(&expr))
 }
 
 /// `YYYY-MM-DD`, strictly.

@@ -101,19 +101,7 @@ fn a_backfill_equals_one_run_per_day_and_its_lists_match_an_independent_computat
         "SELECT CAST(date AS VARCHAR) AS date, advertiser_id, rank, product_id, impressions, \
          clicks, ctr FROM gold.top_ctr ORDER BY date, advertiser_id, rank",
     );
-    let got: Vec<(String, String, i64, String, i64, i64)> = top_ctr
-        .iter()
-        .map(|r| {
-            (
-                r["date"].as_str().unwrap().to_string(),
-                r["advertiser_id"].as_str().unwrap().to_string(),
-                r["rank"].as_i64().unwrap(),
-                r["product_id"].as_str().unwrap().to_string(),
-                r["impressions"].as_i64().unwrap(),
-                r["clicks"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let got = ctr_rows(&top_ctr);
     assert_eq!(got, expected.top_ctr, "gold.top_ctr against plain Rust");
     for row in &top_ctr {
         let ctr = row["clicks"].as_f64().unwrap() / row["impressions"].as_f64().unwrap();
@@ -219,19 +207,7 @@ fn rerunning_a_day_replaces_that_day_and_leaves_every_other_partition_untouched(
         "the day was recomputed"
     );
     let expected = Expected::compute(&project.path("raw"));
-    let recomputed: Vec<(String, String, i64, String, i64, i64)> = day(&after, true)
-        .iter()
-        .map(|r| {
-            (
-                r["date"].as_str().unwrap().to_string(),
-                r["advertiser_id"].as_str().unwrap().to_string(),
-                r["rank"].as_i64().unwrap(),
-                r["product_id"].as_str().unwrap().to_string(),
-                r["impressions"].as_i64().unwrap(),
-                r["clicks"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let recomputed = ctr_rows(&day(&after, true));
     let mut wanted: Vec<_> = expected
         .top_ctr
         .into_iter()
@@ -584,6 +560,22 @@ async fn named_queries_check_their_parameters_bind_them_and_move_with_a_new_day(
     let (_, stats) = server.get_json("/v1/q/stats").await;
     assert_eq!(stats["rows"][0]["date"], "2026-11-08");
     assert_eq!(stats["rows"].as_array().unwrap().len(), 7);
+}
+
+/// `gold.top_ctr` rows as (date, advertiser, rank, product, impressions, clicks).
+fn ctr_rows(rows: &[Value]) -> Vec<(String, String, i64, String, i64, i64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["date"].as_str().unwrap().to_string(),
+                r["advertiser_id"].as_str().unwrap().to_string(),
+                r["rank"].as_i64().unwrap(),
+                r["product_id"].as_str().unwrap().to_string(),
+                r["impressions"].as_i64().unwrap(),
+                r["clicks"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// The files of a Delta table's current version outside `partition` (replaying its log).

@@ -22,9 +22,9 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Required, ResponseBuilder};
 
 use crate::api::cache::Cached;
-use crate::api::encode::{Encoding, type_name};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::named_queries::{NamedQueries, NamedQuery, ParamType};
+use crate::api::routes::query::answer;
 use crate::api::state::AppState;
 use crate::error::Error;
 use crate::query::read_only;
@@ -73,8 +73,7 @@ pub async fn named_query_get(
         serde_json::to_string(&versions).map_err(ApiError::internal)?
     );
     let make = async {
-        let serve = &state.config.serve;
-        let cap = serve.query_max_rows;
+        let cap = state.config.serve.query_max_rows;
         let _slot = state.query_slot().await?;
         let run = async {
             let ctx = crate::session::new_session(&state.query_session_options()?)?;
@@ -100,41 +99,11 @@ pub async fn named_query_get(
             let batches = frame.collect().await?;
             Ok::<_, ApiError>((schema, batches))
         };
-        let (schema, batches) = tokio::time::timeout(serve.query_timeout, run)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "{name} ran longer than serve.query_timeout_ms ({} ms) and was cancelled",
-                        serve.query_timeout.as_millis()
-                    ),
-                )
-            })??;
-        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let batches = if total > cap {
-            crate::api::routes::query::truncate(batches, cap)
-        } else {
-            batches
-        };
         let mut envelope = Map::new();
         envelope.insert("query".into(), json!(name));
         envelope.insert("params".into(), json!(bound.text));
         envelope.insert("versions".into(), json!(versions));
-        envelope.insert(
-            "columns".into(),
-            Value::Array(
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| json!({"name": f.name(), "type": type_name(f.data_type())}))
-                    .collect(),
-            ),
-        );
-        envelope.insert("row_count".into(), json!(total.min(cap)));
-        envelope.insert("truncated".into(), json!(total > cap));
-        let body = Encoding::Json.encode(&schema, &batches, envelope)?;
+        let body = answer(&state, &name, cap, envelope, run).await?;
         Ok(Cached::new(&key, "application/json", body))
     };
     let cached = state

@@ -8,7 +8,11 @@
 //! `serve.max_concurrent_queries` run at once; the next waits for a slot (429 `too_many_queries`
 //! after `serve.query_timeout_ms`).
 
+use std::future::Future;
 use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -90,25 +94,40 @@ pub async fn query_run(
         let batches = frame.collect().await?;
         Ok::<_, ApiError>((schema, batches))
     };
-    let (schema, mut batches) = tokio::time::timeout(serve.query_timeout, run)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!(
-                    "the query ran longer than serve.query_timeout_ms ({} ms) and was cancelled",
-                    serve.query_timeout.as_millis()
-                ),
-            )
-        })??;
+    let body = answer(state.as_ref(), "the query", cap, Map::new(), run).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
 
+/// Awaits `run` (a query that collects at most `cap + 1` rows) for at most
+/// `serve.query_timeout_ms` (408 `timeout` naming `what`), and encodes its first `cap` rows as
+/// JSON: the `envelope` fields, then `columns`, `row_count`, `truncated` and `rows`.
+pub(crate) async fn answer(
+    state: &AppState,
+    what: &str,
+    cap: usize,
+    mut envelope: Map<String, Value>,
+    run: impl Future<Output = ApiResult<(SchemaRef, Vec<RecordBatch>)>>,
+) -> ApiResult<Vec<u8>> {
+    let timeout = state.config.serve.query_timeout;
+    let (schema, mut batches) = tokio::time::timeout(timeout, run).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "{what} ran longer than serve.query_timeout_ms ({} ms) and was cancelled",
+                timeout.as_millis()
+            ),
+        )
+    })??;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let truncated = total > cap;
     if truncated {
         batches = truncate(batches, cap);
     }
-    let mut envelope = Map::new();
     envelope.insert(
         "columns".into(),
         Value::Array(
@@ -121,19 +140,11 @@ pub async fn query_run(
     );
     envelope.insert("row_count".into(), Value::from(total.min(cap)));
     envelope.insert("truncated".into(), Value::from(truncated));
-    let body = Encoding::Json.encode(&schema, &batches, envelope)?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    Encoding::Json.encode(&schema, &batches, envelope)
 }
 
 /// The first `cap` rows of `batches`.
-pub(crate) fn truncate(
-    batches: Vec<arrow::array::RecordBatch>,
-    cap: usize,
-) -> Vec<arrow::array::RecordBatch> {
+fn truncate(batches: Vec<arrow::array::RecordBatch>, cap: usize) -> Vec<arrow::array::RecordBatch> {
     let mut left = cap;
     let mut out = Vec::new();
     for batch in batches {

@@ -295,7 +295,9 @@ async fn run_view(state: &AppState, run_id: String) -> ApiResult<String> {
         selection: text(&run, "selection"),
         variables: run["variables"]
             .as_str()
-            .and_then(|t| serde_json::from_str::<std::collections::BTreeMap<String, String>>(t).ok())
+            .and_then(|t| {
+                serde_json::from_str::<std::collections::BTreeMap<String, String>>(t).ok()
+            })
             .map(|vars| {
                 vars.iter()
                     .map(|(name, value)| format!("{name}={value}"))

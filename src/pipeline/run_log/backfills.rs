@@ -242,13 +242,5 @@ fn record(row: &Value) -> Result<BackfillRecord> {
 }
 
 async fn query_json(lake: &Arc<Lake>, sql: &str) -> Result<Vec<Value>> {
-    let frame = lake
-        .session(&Default::default())?
-        .sql_with_options(sql, crate::query::read_only())
-        .await
-        .map_err(Error::Query)?;
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(Error::Query)?;
-    let text = crate::output::batches(&schema, &batches, crate::output::Format::Json)?;
-    Ok(serde_json::from_str(&text)?)
+    super::reader::query_json(&lake.session(&Default::default())?, sql).await
 }

@@ -202,14 +202,18 @@ impl RunLogReader {
     }
 
     async fn query_json(&self, sql: &str) -> Result<Vec<Value>> {
-        let frame = self
-            .ctx
-            .sql_with_options(sql, crate::query::read_only())
-            .await
-            .map_err(Error::Query)?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(Error::Query)?;
-        let text = crate::output::batches(&schema, &batches, crate::output::Format::Json)?;
-        Ok(serde_json::from_str(&text)?)
+        query_json(&self.ctx, sql).await
     }
+}
+
+/// The rows of a read-only query, as JSON objects.
+pub(super) async fn query_json(ctx: &SessionContext, sql: &str) -> Result<Vec<Value>> {
+    let frame = ctx
+        .sql_with_options(sql, crate::query::read_only())
+        .await
+        .map_err(Error::Query)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(Error::Query)?;
+    let text = crate::output::batches(&schema, &batches, crate::output::Format::Json)?;
+    Ok(serde_json::from_str(&text)?)
 }
