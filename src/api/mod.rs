@@ -131,7 +131,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/admin/refresh", post(admin::refresh_post))
         .route("/v1/runs", get(runs::runs_list).post(runs::runs_post))
-        .route("/v1/runs/{run_id}", get(runs::run_get))
+        .route("/v1/runs/{run_id}", get(runs::run_get));
+    // Named queries that declare a path of their own answer there too.
+    for query in state.named.iter() {
+        if let Some(path) = &query.path {
+            let name = query.name.clone();
+            app = app.route(
+                path,
+                get(move |state, in_path, given, headers| {
+                    named::named_path_get(state, name.clone(), in_path, given, headers)
+                }),
+            );
+        }
+    }
+    let mut app = app
         .nest("/ui", ui::routes(Arc::clone(&state)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -12,7 +12,10 @@
 //! SELECT ... WHERE advertiser_id = $advertiser AND ...
 //! ```
 //! Types: `string`, `int` (BIGINT), `float` (DOUBLE), `date` (YYYY-MM-DD), `bool`. A parameter
-//! with a `default` may be left out; `values` lists the only values accepted.
+//! with a `default` may be left out; `values` lists the only values accepted. A query may also
+//! declare a path of its own, `-- strata: path = "/v1/advertisers/{advertiser}/recommendations"`,
+//! whose `{segments}` are parameters; it must be under `/v1/`, clear of the server's endpoints,
+//! and match no request another query's path matches.
 //!
 //! Owns: reading and checking the files when the server starts (every problem names the file),
 //! and turning a request's parameters into typed values ([`NamedQuery::bind`]), which DataFusion
@@ -113,7 +116,16 @@ struct FullParam {
 struct Header {
     #[serde(default)]
     params: BTreeMap<String, Declared>,
+    /// A path of its own beside `/v1/q/<name>`, with parameters in it: `/v1/advertisers/{advertiser}/recommendations`.
+    #[serde(default)]
+    path: Option<String>,
 }
+
+/// The first segments after `/v1/` that the server's own endpoints use: a named query's `path`
+/// may not start with one.
+const RESERVED_SEGMENTS: [&str; 8] = [
+    "tables", "query", "q", "users", "items", "models", "admin", "runs",
+];
 
 /// One declared parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +172,8 @@ pub struct NamedQuery {
     pub params: Vec<Param>,
     /// The lake tables it reads.
     pub reads: BTreeSet<TableName>,
+    /// Its own path beside `/v1/q/<name>`, whose `{param}` segments are parameters.
+    pub path: Option<String>,
 }
 
 impl NamedQuery {
@@ -223,6 +237,9 @@ impl NamedQuery {
                 "the query reads ${undeclared}: declare it, e.g. `-- strata: params.{undeclared} = \"string\"`"
             )));
         }
+        if let Some(path) = &header.path {
+            check_path(path, &params).map_err(problem)?;
+        }
         Ok(NamedQuery {
             name: name.to_string(),
             file: file.to_path_buf(),
@@ -230,7 +247,13 @@ impl NamedQuery {
             reads: table_reads(file, &statement)?,
             sql,
             params,
+            path: header.path,
         })
+    }
+
+    /// The parameters its `path` carries, in order.
+    pub fn path_params(&self) -> Vec<&str> {
+        self.path.as_deref().map(path_segments).unwrap_or_default()
     }
 
     /// The request's parameters (`given`, from the query string) as typed values: 400-worthy
@@ -313,6 +336,55 @@ impl Param {
     }
 }
 
+/// The `{name}` segments of a path.
+fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+/// A named query's own path: under `/v1/`, clear of the server's endpoints, each `{segment}` a
+/// declared parameter with no default (a path segment is always given).
+fn check_path(path: &str, params: &[Param]) -> std::result::Result<(), String> {
+    let shape_ok = path.starts_with("/v1/")
+        && !path.ends_with('/')
+        && path[1..].split('/').all(|segment| {
+            !segment.is_empty()
+                && (segment.starts_with('{') && segment.ends_with('}')
+                    || segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        });
+    if !shape_ok {
+        return Err(format!(
+            "path = {path:?}: write /v1/<segments>, each a name or a {{parameter}}, e.g. \
+             \"/v1/advertisers/{{advertiser}}/recommendations\""
+        ));
+    }
+    let first = path["/v1/".len()..].split('/').next().unwrap_or_default();
+    if RESERVED_SEGMENTS.contains(&first) {
+        return Err(format!(
+            "path = {path:?} is under /v1/{first}, which the server's own endpoints use"
+        ));
+    }
+    for segment in path_segments(path) {
+        match params.iter().find(|p| p.name == segment) {
+            None => {
+                return Err(format!(
+                    "path = {path:?}: {{{segment}}} is not a declared parameter"
+                ));
+            }
+            Some(p) if p.default.is_some() => {
+                return Err(format!(
+                    "path = {path:?}: {{{segment}}} has a default, but a path segment is always given"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// The leading comment lines of a query file (header lines excluded), joined.
 fn description(sql: &str) -> String {
     let mut lines = Vec::new();
@@ -357,6 +429,23 @@ impl NamedQueries {
             })?;
             let query = NamedQuery::read(name, &path)?;
             queries.insert(name.to_string(), Arc::new(query));
+        }
+        // Two paths of the same shape (`/v1/a/{x}` and `/v1/a/{y}`) would both match a request.
+        let mut shapes: BTreeMap<String, &str> = BTreeMap::new();
+        for query in queries.values() {
+            let Some(path) = &query.path else { continue };
+            let shape: Vec<&str> = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "{}" } else { s })
+                .collect();
+            if let Some(other) = shapes.insert(shape.join("/"), &query.name) {
+                return Err(Error::NamedQuery {
+                    file: query.file.clone(),
+                    message: format!(
+                        "path = {path:?} matches the same requests as the path of named query {other}"
+                    ),
+                });
+            }
         }
         Ok(NamedQueries(queries))
     }
@@ -454,6 +543,30 @@ mod tests {
             query("DELETE FROM gold.x").is_err(),
             "read-only: one SELECT"
         );
+    }
+
+    #[test]
+    fn a_declared_path_carries_declared_parameters_clear_of_the_servers_endpoints() {
+        let with_path = |path: &str| {
+            query(&format!(
+                "-- strata: path = \"{path}\"\n-- strata: params.a = \"string\"\n\
+                 -- strata: params.b = {{ type = \"int\", default = 1 }}\nSELECT $a, $b"
+            ))
+        };
+        let q = with_path("/v1/things/{a}/list").unwrap();
+        assert_eq!(q.path_params(), ["a"]);
+        for (path, problem) in [
+            ("/v1/things/{c}", "not a declared parameter"),
+            ("/v1/things/{b}", "has a default"),
+            ("/v1/tables/{a}", "server's own endpoints"),
+            ("/v1/q/{a}", "server's own endpoints"),
+            ("/things/{a}", "write /v1/"),
+            ("/v1/things/{a}/", "write /v1/"),
+            ("/v1/th ings", "write /v1/"),
+        ] {
+            let err = with_path(path).unwrap_err().to_string();
+            assert!(err.contains(problem), "{path}: {err}");
+        }
     }
 
     #[test]

@@ -347,6 +347,13 @@ fn run_variables_are_checked_named_in_errors_and_bound_as_data() {
         stderr.contains("raw/ads_views/2026-11-09.csv does not exist"),
         "{stderr}"
     );
+    // A resumed run keeps the variables of the run it resumes.
+    let out = project.strata(&["run", "--resume", "last"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("raw/ads_views/2026-11-09.csv does not exist"),
+        "{stderr}"
+    );
 
     // A text variable is a value, whatever it holds.
     project.write(
@@ -424,6 +431,17 @@ async fn named_queries_check_their_parameters_bind_them_and_move_with_a_new_day(
         body["versions"]["gold.top_ctr"],
         project.versions()["gold.top_ctr"].0
     );
+    // The same query at the path it declares, as the original service answered it.
+    let (status, at_path) = server
+        .get_json(&format!("/v1/recommendations/{advertiser}/top_ctr"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{at_path}");
+    assert_eq!(at_path["rows"], body["rows"]);
+    let (status, refused) = server
+        .get_json(&format!("/v1/recommendations/{advertiser}/als"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "bad_param");
 
     // Cached and ETagged under the versions it read.
     let response = server.get(&path).await;
@@ -510,6 +528,10 @@ async fn named_queries_check_their_parameters_bind_them_and_move_with_a_new_day(
         parameters[1]["schema"]["enum"],
         serde_json::json!(["top_ctr", "top_product"])
     );
+    let at_path =
+        &openapi["paths"]["/v1/recommendations/{advertiser}/{model}"]["get"]["parameters"];
+    assert_eq!(at_path[0]["in"], "path");
+    assert_eq!(at_path[1]["in"], "path");
     let top = &openapi["paths"]["/v1/q/top"]["get"]["parameters"];
     assert_eq!(top[0]["schema"]["format"], "date");
     assert_eq!(top[1]["required"], false);

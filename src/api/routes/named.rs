@@ -36,6 +36,35 @@ pub async fn named_query_get(
     Query(given): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    run_named(state, name, given, headers).await
+}
+
+/// Run the named query `name` at the path it declares: the path's parameters join the query
+/// string's (one given in both is refused).
+pub async fn named_path_get(
+    State(state): State<Arc<AppState>>,
+    name: String,
+    Path(in_path): Path<BTreeMap<String, String>>,
+    Query(mut given): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    for (param, value) in in_path {
+        if given.insert(param.clone(), value).is_some() {
+            return Err(ApiError::bad_request(
+                "bad_param",
+                format!("parameter {param} is in the path: leave it out of the query string"),
+            ));
+        }
+    }
+    run_named(state, name, given, headers).await
+}
+
+async fn run_named(
+    state: Arc<AppState>,
+    name: String,
+    given: BTreeMap<String, String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let query = state.named.get(&name).ok_or_else(|| {
         ApiError::not_found(
             "query_not_found",
@@ -120,15 +149,27 @@ pub fn document(openapi: &mut utoipa::openapi::OpenApi, queries: &NamedQueries) 
         openapi.paths.add_path_operation(
             format!("/v1/q/{}", query.name),
             vec![HttpMethod::Get],
-            operation(query),
+            operation(query, &[], format!("named_query_{}", query.name)),
         );
+        if let Some(path) = &query.path {
+            openapi.paths.add_path_operation(
+                path,
+                vec![HttpMethod::Get],
+                operation(
+                    query,
+                    &query.path_params(),
+                    format!("named_query_{}_path", query.name),
+                ),
+            );
+        }
     }
 }
 
-fn operation(query: &NamedQuery) -> utoipa::openapi::path::Operation {
+/// The operation of `query`; `in_path` names the parameters its path carries.
+fn operation(query: &NamedQuery, in_path: &[&str], id: String) -> utoipa::openapi::path::Operation {
     let mut operation = OperationBuilder::new()
         .tag("named queries")
-        .operation_id(Some(format!("named_query_{}", query.name)))
+        .operation_id(Some(id))
         .summary(Some(if query.description.is_empty() {
             format!(
                 "The named query {} (sql/api/{}.sql)",
@@ -163,7 +204,11 @@ fn operation(query: &NamedQuery) -> utoipa::openapi::path::Operation {
         operation = operation.parameter(
             ParameterBuilder::new()
                 .name(&param.name)
-                .parameter_in(ParameterIn::Query)
+                .parameter_in(if in_path.contains(&param.name.as_str()) {
+                    ParameterIn::Path
+                } else {
+                    ParameterIn::Query
+                })
                 .required(if param.default.is_some() {
                     Required::False
                 } else {

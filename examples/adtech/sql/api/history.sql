@@ -1,4 +1,5 @@
 -- One advertiser's recommendations from both models over the last 7 days computed.
+-- strata: path = "/v1/history/{advertiser}"
 -- strata: params.advertiser = { type = "string", description = "advertiser_id, e.g. adv002" }
 WITH lists AS (
     SELECT 'top_ctr' AS model, date, advertiser_id, rank, product_id FROM gold.top_ctr

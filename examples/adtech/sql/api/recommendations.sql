@@ -1,4 +1,5 @@
 -- One advertiser's 20 recommended products from one model, on the latest day computed.
+-- strata: path = "/v1/recommendations/{advertiser}/{model}"
 -- strata: params.advertiser = { type = "string", description = "advertiser_id, e.g. adv002" }
 -- strata: params.model = { type = "string", values = ["top_ctr", "top_product"], description = "top_ctr: highest click-through rate; top_product: most viewed" }
 WITH lists AS (
