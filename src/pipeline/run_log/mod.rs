@@ -373,6 +373,70 @@ mod tests {
         }
     }
 
+    use serde_json::Value;
+
+    fn run(id: &str, status: &str) -> RunRecord {
+        RunRecord {
+            run_id: id.into(),
+            trigger: "cli".into(),
+            selection: "all".into(),
+            full_refresh: false,
+            started_at: "2026-12-01T10:00:00+00:00".into(),
+            ended_at: None,
+            status: status.into(),
+            error: None,
+            variables: r#"{"ds":"2026-12-01"}"#.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_are_upserted_by_id_and_an_older_table_gains_the_variables_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(Lake::try_new(dir.path()).unwrap());
+        // system.runs as versions before run variables wrote it: every column but `variables`.
+        let old = runs_batch(&[run("old", "succeeded")]).unwrap();
+        let old = old.project(&[0, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+        let mode = WriteMode::Append {
+            partition_by: Vec::new(),
+        };
+        let meta = CommitMeta::default();
+        commit::commit(&lake, &runs_table(), old.schema(), vec![old], mode, &meta)
+            .await
+            .unwrap();
+
+        upsert_runs(&lake, &[run("a", "running")]).await.unwrap();
+        upsert_runs(&lake, &[run("a", "succeeded"), run("b", "running")])
+            .await
+            .unwrap();
+        upsert_runs(&lake, &[run("b", "failed")]).await.unwrap();
+        let runs = RunLogReader::latest(&lake)
+            .await
+            .unwrap()
+            .list_runs(10)
+            .await
+            .unwrap();
+        let mut rows: Vec<(String, String, Value)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r["run_id"].as_str().unwrap().to_string(),
+                    r["status"].as_str().unwrap().to_string(),
+                    r["variables"].clone(),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let ds = Value::from(r#"{"ds":"2026-12-01"}"#);
+        assert_eq!(
+            rows,
+            [
+                ("a".into(), "succeeded".into(), ds.clone()),
+                ("b".into(), "failed".into(), ds),
+                ("old".into(), "succeeded".into(), Value::Null),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn a_log_held_open_keeps_every_row_when_another_writer_appends_in_between() {
         let dir = tempfile::tempdir().unwrap();
