@@ -152,7 +152,7 @@ async fn backfill_locked(
     // Every name the steps read must be a variable each day has: `ds` is the only one.
     let sample_day = RunVars::for_date(record.from);
     let selected = dag.select(&select, downstream)?;
-    run::check_variables(&dag, &selected, config, &sample_day)?;
+    run::check_variables(&dag, &selected, &sample_day, Trigger::Backfill)?;
 
     let since = record.full_refresh.then_some(record.started_at);
     let done = backfills::done_days(lake, &record.selection, since).await?;

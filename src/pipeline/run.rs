@@ -28,7 +28,7 @@ use crate::session::SessionOptions;
 use crate::variables::RunVars;
 
 pub use crate::pipeline::run_log::StepReport;
-pub use crate::run_options::RunOptions;
+pub use crate::run_options::{RunOptions, Trigger};
 
 /// The whole run.
 #[derive(Debug, Clone)]
@@ -236,7 +236,7 @@ pub(crate) async fn execute(
         ),
         Some(previous) => resume_selection(&lake, dag, previous).await?,
     };
-    check_variables(dag, &selected, &config, &vars)?;
+    check_variables(dag, &selected, &vars, options.trigger)?;
 
     let ctx = StepContext {
         lake: Arc::clone(&lake),
@@ -449,19 +449,34 @@ pub(crate) async fn compact_run_log(lake: &Lake, step_runs: &run_log::StepRunsLo
 }
 
 /// Every run variable a selected step reads must have a value: a usage error naming each step
-/// and variable otherwise, before anything runs.
+/// and variable otherwise, before anything runs. A variable no selected step reads is logged as a
+/// warning (a mistyped name), except `ds` when `trigger` set it itself (a schedule, a backfill).
 pub(crate) fn check_variables(
     dag: &Dag,
     selected: &BTreeSet<TableName>,
-    config: &Config,
     vars: &RunVars,
+    trigger: Trigger,
 ) -> Result<()> {
     let mut problems = Vec::new();
+    let mut read = BTreeSet::new();
     for step in dag.ordered().filter(|s| selected.contains(&s.table)) {
-        let needed = step.variables(config);
+        let needed = step.variables();
         for name in vars.missing(&needed) {
             problems.push(format!("{} reads the run variable {name}", step.origin()));
         }
+        read.extend(needed);
+    }
+    let automatic_ds = matches!(trigger, Trigger::Schedule | Trigger::Backfill);
+    let unread: Vec<&String> = vars
+        .as_map()
+        .keys()
+        .filter(|name| {
+            let set_by_trigger = automatic_ds && *name == crate::variables::DS;
+            !read.contains(*name) && !set_by_trigger
+        })
+        .collect();
+    if !unread.is_empty() {
+        warn!(variables = ?unread, "no selected step reads these run variables");
     }
     if problems.is_empty() {
         return Ok(());

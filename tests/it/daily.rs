@@ -355,6 +355,27 @@ fn run_variables_are_checked_named_in_errors_and_bound_as_data() {
         "{stderr}"
     );
 
+    // The graph says which steps read which variables; a variable nobody reads is a warning.
+    let dag = project.ok(&["dag"]);
+    assert!(
+        dag.contains("source ads_views with $ds")
+            && dag.contains("reads bronze.ads_views, silver.active_advertisers with $ds"),
+        "{dag}"
+    );
+    let out = project.strata(&[
+        "run",
+        "--select",
+        "silver.active_advertisers",
+        "--var",
+        "dss=2026-11-01",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no selected step reads these run variables") && stderr.contains("dss"),
+        "{stderr}"
+    );
+
     // A text variable is a value, whatever it holds.
     project.write(
         "sql/gold/echo.sql",

@@ -40,8 +40,8 @@ impl Dag {
         let existing: BTreeSet<TableName> = lake.list().await?.into_iter().collect();
         let mut steps = BTreeMap::new();
         let mut problems = Vec::new();
-        for source in config.sources.keys() {
-            let (step, mut wrong) = ingest::read(source, &config.steps);
+        for (source, spec) in &config.sources {
+            let (step, mut wrong) = ingest::read(source, spec, &config.steps);
             problems.append(&mut wrong);
             steps.insert(step.table.clone(), step);
         }

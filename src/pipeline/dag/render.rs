@@ -41,6 +41,10 @@ fn text(dag: &Dag) -> String {
         if !reads.is_empty() {
             let _ = write!(out, " reads {}", reads.join(", "));
         }
+        let variables: Vec<String> = step.variables().iter().map(|v| format!("${v}")).collect();
+        if !variables.is_empty() {
+            let _ = write!(out, " with {}", variables.join(", "));
+        }
         let writes = step.writes();
         if writes != [step.table.clone()] {
             let writes: Vec<String> = writes.iter().map(|t| t.to_string()).collect();

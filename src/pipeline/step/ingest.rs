@@ -10,12 +10,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Table;
 
 use crate::catalog::{Layer, TableName};
+use crate::ingest::SourceSpec;
 use crate::pipeline::retry::{self, RetryPolicy};
 use crate::pipeline::step::{Step, StepKind};
 
-/// The ingest step of `source`, with its retry policy from `steps` (the config's `[steps]`), and
-/// every problem with those settings, each naming the config key.
-pub fn read(source: &str, steps: &BTreeMap<TableName, Table>) -> (Step, Vec<String>) {
+/// The ingest step of `source` (its settings `spec`), with its retry policy from `steps` (the
+/// config's `[steps]`), and every problem with those settings, each naming the config key.
+pub fn read(
+    source: &str,
+    spec: &SourceSpec,
+    steps: &BTreeMap<TableName, Table>,
+) -> (Step, Vec<String>) {
     let table = TableName::new(Layer::Bronze, source);
     let mut problems = Vec::new();
     let mut settings = steps.get(&table).cloned().unwrap_or_default();
@@ -31,6 +36,10 @@ pub fn read(source: &str, steps: &BTreeMap<TableName, Table>) -> (Step, Vec<Stri
     }
     let kind = StepKind::Ingest {
         source: source.to_string(),
+        variables: spec
+            .location()
+            .map(|location| location.variables())
+            .unwrap_or_default(),
     };
     (Step::new(table, kind, BTreeSet::new(), retry), problems)
 }

@@ -51,8 +51,12 @@ pub use crate::pipeline::sql_step::SqlStep;
 /// What a step does.
 #[derive(Debug, Clone)]
 pub enum StepKind {
-    /// Ingest the configured source of this name into `bronze.<name>`.
-    Ingest { source: String },
+    /// Ingest the configured source of this name into `bronze.<name>`; `variables` are the run
+    /// variables its path is a template of.
+    Ingest {
+        source: String,
+        variables: BTreeSet<String>,
+    },
     /// Run a SQL query into the table.
     Sql(Box<SqlStep>),
     /// Train ALS and publish the recommendation tables.
@@ -113,15 +117,11 @@ impl Step {
     }
 
     /// The run variables the step reads: a SQL step's `$name` parameters, an ingest step's
-    /// `{name}` path template (its source in `config`). A run must give each a value.
-    pub fn variables(&self, config: &crate::config::Config) -> BTreeSet<String> {
+    /// `{name}` path template. A run must give each a value.
+    pub fn variables(&self) -> BTreeSet<String> {
         match &self.kind {
             StepKind::Sql(sql) => sql.variables.clone(),
-            StepKind::Ingest { source } => config
-                .source(source)
-                .and_then(|spec| spec.location())
-                .map(|location| location.variables())
-                .unwrap_or_default(),
+            StepKind::Ingest { variables, .. } => variables.clone(),
             StepKind::Als(_) | StepKind::Classifier(_) => BTreeSet::new(),
         }
     }
@@ -129,7 +129,7 @@ impl Step {
     /// Where the step is defined, for messages: the step file or the config source.
     pub fn origin(&self) -> String {
         match &self.kind {
-            StepKind::Ingest { source } => format!("source {source}"),
+            StepKind::Ingest { source, .. } => format!("source {source}"),
             StepKind::Sql(sql) => sql.file.display().to_string(),
             StepKind::Als(als) => als.file.display().to_string(),
             StepKind::Classifier(c) => c.file.display().to_string(),
@@ -170,7 +170,7 @@ impl Step {
     /// Runs one attempt of the step with the kind's runner.
     pub async fn run(&self, ctx: &StepContext) -> Result<StepResult> {
         let result = match &self.kind {
-            StepKind::Ingest { source } => ingest_step::run(ctx, &self.table, source).await,
+            StepKind::Ingest { source, .. } => ingest_step::run(ctx, &self.table, source).await,
             StepKind::Sql(sql) => sql_step::run(ctx, &self.table, sql, self.reads.iter()).await,
             StepKind::Als(als) => als_step::run(ctx, &self.table, als).await,
             StepKind::Classifier(c) => classifier_step::run(ctx, &self.table, c).await,
