@@ -571,7 +571,36 @@ async fn named_queries_check_their_parameters_bind_them_and_move_with_a_new_day(
         "--out",
         "raw",
     ]);
-    project.ok(&["run", "--var", "ds=2026-11-08"]);
+    // The day runs from the dashboard's form, with its variable.
+    let started = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(server.url("/ui/runs"))
+        .header("origin", server.url(""))
+        .form(&[("variables", "ds=2026-11-08")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let run_id = started.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/ui/runs/")
+        .to_string();
+    let run = server.wait_for_run_as(&run_id, "").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["variables"], r#"{"ds":"2026-11-08"}"#, "{run}");
+    let page = server
+        .get(&format!("/ui/runs/{run_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("ds=2026-11-08"),
+        "the run page shows its variables"
+    );
     let (status, _) = server.post_json("/v1/admin/refresh").await;
     assert_eq!(status, StatusCode::OK);
     let response = server

@@ -24,6 +24,7 @@ use crate::error::{Error, Fault};
 use crate::pipeline::dag::Dag;
 use crate::pipeline::run_log;
 use crate::run_options::{RunOptions, Trigger};
+use crate::variables::RunVars;
 
 /// Runs per page of the grid.
 const RUNS_PER_PAGE: usize = 25;
@@ -136,7 +137,8 @@ async fn runs_grid(state: &AppState, page: usize, can_trigger: bool) -> ApiResul
 }
 
 /// `POST /ui/runs` from the grid's form: `select` (repeatable), `downstream`, `full_refresh`,
-/// or `resume=last`; answers with the new run's page, which follows it until it ends.
+/// `variables` (`ds=2026-11-30 region=eu`), or `resume=last`; answers with the new run's page,
+/// which follows it until it ends.
 pub(super) async fn trigger_post(State(state): State<Arc<AppState>>, body: String) -> Response {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
         .map(|(key, value)| (key.into_owned(), value.into_owned()))
@@ -165,13 +167,23 @@ pub(super) async fn trigger_post(State(state): State<Arc<AppState>>, body: Strin
         .iter()
         .find(|(key, _)| key == "resume")
         .map(|(_, value)| value.clone());
+    let variables = pairs
+        .iter()
+        .filter(|(key, _)| key == "variables")
+        .flat_map(|(_, value)| value.split_whitespace());
+    let vars = match RunVars::parse(variables) {
+        Ok(vars) => vars,
+        Err(message) => {
+            return error_page(StatusCode::BAD_REQUEST, "Cannot start this run", &message);
+        }
+    };
     let options = RunOptions {
         trigger: Trigger::Ui,
         select,
         downstream: flag("downstream"),
         full_refresh: flag("full_refresh"),
         resume,
-        vars: Default::default(),
+        vars,
     };
     match state.runner.start(options).await {
         Ok(run_id) => Redirect::to(&format!("/ui/runs/{run_id}")).into_response(),
