@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::support::project::{Project, repo_dir};
+use crate::support::s3::Backend;
 
 const DAYS: [&str; 7] = [
     "2026-11-01",
@@ -22,7 +23,12 @@ const DAYS: [&str; 7] = [
 /// A project with the ad-tech example's steps, named queries and sources, and 7 generated days
 /// (more clicks than the committed fixture, so click-through rates differ).
 pub fn adtech_project() -> Project {
-    let project = Project::new();
+    adtech_project_on(Backend::Local)
+}
+
+/// [`adtech_project`] with the lake on `backend` (the raw files stay local).
+pub fn adtech_project_on(backend: Backend) -> Project {
+    let project = Project::on(backend);
     let example = repo_dir().join("examples/adtech");
     let config = std::fs::read_to_string(example.join("strata.toml")).unwrap();
     let sources = &config[config.find("[sources.").unwrap()..];
@@ -66,9 +72,14 @@ const GOLD: [&str; 3] = [
     "gold.recommendation_stats",
 ];
 
-#[test]
-fn a_backfill_equals_one_run_per_day_and_its_lists_match_an_independent_computation() {
-    let backfilled = adtech_project();
+crate::on_every_lake!(
+    a_backfill_equals_one_run_per_day_and_its_lists_match_an_independent_computation
+);
+
+fn a_backfill_equals_one_run_per_day_and_its_lists_match_an_independent_computation(
+    backend: Backend,
+) {
+    let backfilled = adtech_project_on(backend.clone());
     let out = backfilled.ok(&[
         "backfill",
         "--from",
@@ -81,7 +92,10 @@ fn a_backfill_equals_one_run_per_day_and_its_lists_match_an_independent_computat
     assert!(out.contains("0 done already, 7 to run"), "{out}");
     assert_eq!(out.matches("succeeded").count(), 7, "{out}");
 
-    let day_by_day = adtech_project();
+    let day_by_day = adtech_project_on(match backend {
+        Backend::Local => Backend::Local,
+        Backend::S3 { .. } => Backend::s3().expect("the S3 server answered a moment ago"),
+    });
     for day in DAYS {
         day_by_day.ok(&["run", "--var", &format!("ds={day}")]);
     }
@@ -273,11 +287,20 @@ fn a_failed_day_stops_the_backfill_and_resume_runs_only_the_days_not_done() {
 #[test]
 fn a_backfill_killed_mid_way_resumes_to_the_lake_of_a_clean_one() {
     let project = adtech_project();
+    // Two days at a time: the kill lands with two days' steps interleaved.
     let mut child = project
-        .command(&["backfill", "--from", DAYS[0], "--to", DAYS[6]])
+        .command(&[
+            "backfill",
+            "--from",
+            DAYS[0],
+            "--to",
+            DAYS[6],
+            "--concurrency",
+            "2",
+        ])
         .spawn()
         .unwrap();
-    // Kill it once a few days have landed: the fourth day's run is then under way or about to be.
+    // Kill it once a few days have landed: later days' runs are then under way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let runs = project.path("lake/system/runs/_delta_log");
