@@ -284,60 +284,79 @@ fn a_failed_day_stops_the_backfill_and_resume_runs_only_the_days_not_done() {
     assert_eq!(backfills[0]["days_done"], 7);
 }
 
+/// Killed at random moments of a backfill running two days at a time (a seeded fraction of a
+/// clean backfill's duration), `--resume last` (or, when the kill came before the backfill was
+/// recorded, the backfill again) leaves the lake of a clean backfill: bronze, silver and gold.
+/// CI runs a few moments; `STRATA_CRASH_POINTS=N` runs more, `STRATA_CRASH_SEED=S` replays them.
 #[test]
-fn a_backfill_killed_mid_way_resumes_to_the_lake_of_a_clean_one() {
-    let project = adtech_project();
-    // Two days at a time: the kill lands with two days' steps interleaved.
-    let mut child = project
-        .command(&[
-            "backfill",
-            "--from",
-            DAYS[0],
-            "--to",
-            DAYS[6],
-            "--concurrency",
-            "2",
-        ])
-        .spawn()
-        .unwrap();
-    // Kill it once a few days have landed: later days' runs are then under way.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let runs = project.path("lake/system/runs/_delta_log");
-        let commits = std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0);
-        if commits >= 6 || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    let out = project.ok(&["backfill", "--resume", "last"]);
-    assert!(
-        out.contains("to run") && !out.contains(" 0 to run"),
-        "the kill interrupted the backfill: {out}"
-    );
+fn backfills_killed_at_random_moments_resume_to_the_lake_of_a_clean_one() {
+    let (seed, points) = crate::crash::seed_and_points();
+    let mut moments = crate::support::seeded::Seeded(seed);
+    let backfill = [
+        "backfill",
+        "--from",
+        DAYS[0],
+        "--to",
+        DAYS[6],
+        "--concurrency",
+        "2",
+    ];
     let clean = adtech_project();
-    clean.ok(&["backfill", "--from", DAYS[0], "--to", DAYS[6]]);
-    for table in GOLD.iter().chain(&["bronze.ads_views", "silver.ads_views"]) {
-        let columns = if table.starts_with("bronze") {
-            "advertiser_id, product_id, type, date, _source_file"
+    let started = std::time::Instant::now();
+    clean.ok(&backfill);
+    let clean_duration = started.elapsed();
+    let tables: Vec<String> = GOLD
+        .iter()
+        .chain(&["silver.ads_views", "silver.product_views"])
+        .map(|t| format!("SELECT * FROM {t}"))
+        .chain(
+            ["bronze.ads_views", "bronze.product_views"]
+                .map(|t| format!("SELECT * EXCLUDE (_ingested_at) FROM {t}")),
+        )
+        .collect();
+    let clean_rows: Vec<Vec<Value>> = tables.iter().map(|sql| sorted(clean.query(sql))).collect();
+    let (mut interrupted, mut landed_after) = (0, 0);
+    for point in 0..points {
+        let fraction = (moments.next() % 1000) as f64 / 1000.0;
+        let at = clean_duration.mul_f64(fraction);
+        let project = adtech_project();
+        let mut child = project.command(&backfill).spawn().unwrap();
+        std::thread::sleep(at);
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = project.strata(&["backfill", "--resume", "last"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("no backfill recorded yet") {
+            project.ok(&backfill);
         } else {
-            "*"
-        };
-        let sql = format!("SELECT {columns} FROM {table}");
+            assert!(
+                out.status.success(),
+                "point {point} at {fraction}: {stderr}"
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if finished || stdout.contains(" 0 to run") {
+            landed_after += 1;
+        } else {
+            interrupted += 1;
+        }
+        for (sql, want) in tables.iter().zip(&clean_rows) {
+            assert_eq!(
+                &sorted(project.query(sql)),
+                want,
+                "point {point} (seed {seed}, at {fraction} of a clean backfill): {sql}"
+            );
+        }
+        let statuses = project.query("SELECT status FROM system.backfills ORDER BY started_at");
         assert_eq!(
-            sorted(project.query(&sql)),
-            sorted(clean.query(&sql)),
-            "{table}"
+            statuses.last().unwrap()["status"],
+            "succeeded",
+            "point {point}"
         );
     }
-    let statuses = project.query("SELECT status FROM system.backfills ORDER BY started_at");
-    assert_eq!(
-        statuses.last().unwrap()["status"],
-        "succeeded",
-        "{statuses:?}"
+    eprintln!(
+        "{points} kill points: {interrupted} interrupted the backfill, {landed_after} came after it"
     );
 }
 

@@ -37,7 +37,7 @@ const ALS_TABLES: [&str; 5] = [
 
 /// The seed (`STRATA_CRASH_SEED`, else the clock) and number of points (`STRATA_CRASH_POINTS`,
 /// else [`CI_POINTS`]); printed first so that a failure can be replayed.
-fn seed_and_points() -> (u64, u64) {
+pub(crate) fn seed_and_points() -> (u64, u64) {
     let seed: u64 = std::env::var("STRATA_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
