@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds a small lake with the real `strata` binary (two runs, so tables have an older version), and
-# the penguins example (maps, binary, nested lists), and
+# Builds a small lake with the real `strata` binary (two runs, so tables have an older version),
+# the penguins example (maps, binary, nested lists) and the adtech example (tables partitioned by
+# day, replaced a day at a time), and
 # checks that the Python `deltalake` package reads every table and an older version with the row
 # counts `strata` reports. Usage: tests/interop/run.sh STRATA_BINARY PYTHON
 set -euo pipefail
@@ -49,3 +50,19 @@ printf '\n[steps."gold.penguin_species"]\ntrees = 20\n' >> strata.toml
 "$strata" --config strata.toml tables --format json > tables.json
 printf '[{"table": "gold.penguin_species_model", "version": 0, "rows": 1}]' > old.json
 "$python" "$here/read_lake.py" "$work/penguins/lake" tables.json old.json
+
+# The adtech example: a week backfilled, then one day replaced (gold.top_ctr gets a version whose
+# commit removed and added files of that day's partition only).
+cp -r "$here/../../examples/adtech" "$work/adtech"
+rm -rf "$work/adtech/lake"
+cd "$work/adtech"
+"$strata" --config strata.toml backfill --from 2026-11-01 --to 2026-11-07 >/dev/null
+old_rows=$("$strata" --config strata.toml query "SELECT count(*) AS n FROM gold.top_ctr" --format json |
+  "$python" -c 'import json,sys; print(json.load(sys.stdin)[0]["n"])')
+old_version=$("$strata" --config strata.toml tables --format json |
+  "$python" -c 'import json,sys; print([t["version"] for t in json.load(sys.stdin) if t["table"] == "gold.top_ctr"][0])')
+head -n 1500 raw/ads_views/2026-11-03.csv > day && mv day raw/ads_views/2026-11-03.csv
+"$strata" --config strata.toml run --var ds=2026-11-03 >/dev/null
+"$strata" --config strata.toml tables --format json > tables.json
+printf '[{"table": "gold.top_ctr", "version": %s, "rows": %s}]' "$old_version" "$old_rows" > old.json
+"$python" "$here/read_lake.py" "$work/adtech/lake" tables.json old.json
