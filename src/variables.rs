@@ -63,10 +63,6 @@ impl RunVars {
         )]))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
@@ -102,18 +98,16 @@ impl RunVars {
     pub fn value(&self, name: &str) -> Option<ScalarValue> {
         let text = self.get(name)?;
         Some(if name == DS {
-            let date = parse_date(text).expect("checked when the variables were made");
-            ScalarValue::Date32(Some(days_since_epoch(date)))
+            date_value(parse_date(text).expect("checked when the variables were made"))
         } else {
             ScalarValue::Utf8(Some(text.to_string()))
         })
     }
 
-    /// Every variable as a named query parameter (`$name`).
-    pub fn params(&self) -> ParamValues {
-        let values: HashMap<String, ScalarValue> = self
-            .0
-            .keys()
+    /// The variables among `names` as named query parameters (`$name`), typed.
+    pub fn params(&self, names: &BTreeSet<String>) -> ParamValues {
+        let values: HashMap<String, ScalarValue> = names
+            .iter()
             .filter_map(|name| Some((name.clone(), self.value(name)?)))
             .collect();
         ParamValues::from(values)
@@ -147,6 +141,13 @@ impl RunVars {
     /// The variables as a JSON object, as `system.runs` stores them.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.0).expect("a map of strings serialises")
+    }
+
+    /// The variables `system.runs` stored ([`RunVars::to_json`]), checked again.
+    pub fn from_json(text: &str) -> Result<RunVars, String> {
+        let vars =
+            serde_json::from_str(text).map_err(|e| format!("run variables {text:?}: {e}"))?;
+        RunVars::try_from_map(vars)
     }
 }
 
@@ -247,9 +248,15 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn days_since_epoch(date: NaiveDate) -> i32 {
+/// A date as Arrow's `Date32` counts it: days since 1970-01-01.
+pub fn days_since_epoch(date: NaiveDate) -> i32 {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
     (date - epoch).num_days() as i32
+}
+
+/// A date as a typed SQL value (`DATE`).
+pub fn date_value(date: NaiveDate) -> ScalarValue {
+    ScalarValue::Date32(Some(days_since_epoch(date)))
 }
 
 #[cfg(test)]
@@ -284,6 +291,8 @@ mod tests {
                 .contains("twice")
         );
         assert_eq!(vars.to_json(), r#"{"ds":"2026-11-30","region":"eu"}"#);
+        assert_eq!(RunVars::from_json(&vars.to_json()), Ok(vars));
+        assert!(RunVars::from_json(r#"{"ds":"soon"}"#).is_err());
     }
 
     #[test]

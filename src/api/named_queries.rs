@@ -78,8 +78,7 @@ impl ParamType {
                 _ => Err("a finite number".into()),
             },
             ParamType::Date => variables::parse_date(text.trim())
-                .map(|date| variables::RunVars::for_date(date).value(variables::DS))
-                .map(|value| value.expect("ds is set"))
+                .map(variables::date_value)
                 .map_err(|_| "a date, YYYY-MM-DD".to_string()),
             ParamType::Bool => match text.trim() {
                 "true" | "1" => Ok(ScalarValue::Boolean(Some(true))),

@@ -16,8 +16,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use datafusion::catalog::{SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{
+    MemorySchemaProvider, SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider,
+};
 use datafusion::common::ScalarValue;
+use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
@@ -452,6 +455,25 @@ pub fn row_count(table: &DeltaTable) -> Option<u64> {
         rows += file.num_records()? as u64;
     }
     Some(rows)
+}
+
+/// Makes each table readable in `ctx` as `layer.name` through the given provider (a version
+/// pinned by the caller), creating the layer's schema when it is the first table of its layer.
+pub fn register_pinned(
+    ctx: &SessionContext,
+    tables: impl IntoIterator<Item = (TableName, Arc<dyn TableProvider>)>,
+) -> datafusion::error::Result<()> {
+    let catalog = ctx
+        .catalog("datafusion")
+        .expect("the default catalog always exists");
+    for (table, provider) in tables {
+        let layer = table.layer.as_str();
+        if catalog.schema(layer).is_none() {
+            catalog.register_schema(layer, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        ctx.register_table(TableReference::partial(layer, table.name), provider)?;
+    }
+    Ok(())
 }
 
 /// Builds a DataFusion provider for an opened Delta table.

@@ -538,9 +538,8 @@ async fn resume_selection(
     }
     let names: Vec<String> = remaining.iter().map(|t| t.to_string()).collect();
     let vars = match run["variables"].as_str() {
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| Error::Internal(format!("system.runs variables of {run_id}: {e}")))
-            .and_then(|map| RunVars::try_from_map(map).map_err(Error::Usage))?,
+        Some(text) => RunVars::from_json(text)
+            .map_err(|e| Error::Internal(format!("system.runs, run {run_id}: {e}")))?,
         None => RunVars::default(),
     };
     Ok((

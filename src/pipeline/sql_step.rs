@@ -19,7 +19,7 @@ use std::time::Instant;
 use arrow::array::AsArray;
 use arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, DataFusionError, ParamValues, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
@@ -341,12 +341,7 @@ fn bind(frame: DataFrame, step: &SqlStep, vars: &RunVars) -> datafusion::error::
     if step.variables.is_empty() {
         return Ok(frame);
     }
-    let values: HashMap<String, ScalarValue> = step
-        .variables
-        .iter()
-        .filter_map(|name| Some((name.clone(), vars.value(name)?)))
-        .collect();
-    frame.with_param_values(ParamValues::from(values))
+    frame.with_param_values(vars.params(&step.variables))
 }
 
 /// The `replace_where` predicate as an expression over the result's columns, with the run's

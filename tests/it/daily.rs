@@ -66,6 +66,17 @@ fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
     rows
 }
 
+/// `strata backfill` over the week, two days at a time.
+const WEEK_TWO_AT_A_TIME: [&str; 7] = [
+    "backfill",
+    "--from",
+    DAYS[0],
+    "--to",
+    DAYS[6],
+    "--concurrency",
+    "2",
+];
+
 const GOLD: [&str; 3] = [
     "gold.top_ctr",
     "gold.top_product",
@@ -80,15 +91,7 @@ fn a_backfill_equals_one_run_per_day_and_its_lists_match_an_independent_computat
     backend: Backend,
 ) {
     let backfilled = adtech_project_on(backend.clone());
-    let out = backfilled.ok(&[
-        "backfill",
-        "--from",
-        DAYS[0],
-        "--to",
-        DAYS[6],
-        "--concurrency",
-        "2",
-    ]);
+    let out = backfilled.ok(&WEEK_TWO_AT_A_TIME);
     assert!(out.contains("0 done already, 7 to run"), "{out}");
     assert_eq!(out.matches("succeeded").count(), 7, "{out}");
 
@@ -292,15 +295,7 @@ fn a_failed_day_stops_the_backfill_and_resume_runs_only_the_days_not_done() {
 fn backfills_killed_at_random_moments_resume_to_the_lake_of_a_clean_one() {
     let (seed, points) = crate::crash::seed_and_points();
     let mut moments = crate::support::seeded::Seeded(seed);
-    let backfill = [
-        "backfill",
-        "--from",
-        DAYS[0],
-        "--to",
-        DAYS[6],
-        "--concurrency",
-        "2",
-    ];
+    let backfill = WEEK_TWO_AT_A_TIME;
     let clean = adtech_project();
     let started = std::time::Instant::now();
     clean.ok(&backfill);

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use datafusion::catalog::MemorySchemaProvider;
-use datafusion::common::TableReference;
 use serde_json::{Map, Value, json};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -106,19 +104,12 @@ async fn run_named(
         let _slot = state.query_slot().await?;
         let run = async {
             let ctx = crate::session::new_session(&state.query_session_options()?)?;
-            let catalog = ctx
-                .catalog("datafusion")
-                .expect("the default catalog always exists");
-            for snapshot in &snapshots {
-                let layer = snapshot.table.layer.as_str();
-                if catalog.schema(layer).is_none() {
-                    catalog.register_schema(layer, Arc::new(MemorySchemaProvider::new()))?;
-                }
-                ctx.register_table(
-                    TableReference::partial(layer, snapshot.table.name.as_str()),
-                    Arc::clone(&snapshot.provider),
-                )?;
-            }
+            crate::catalog::register_pinned(
+                &ctx,
+                snapshots
+                    .iter()
+                    .map(|s| (s.table.clone(), Arc::clone(&s.provider))),
+            )?;
             let frame = ctx
                 .sql_with_options(&query.sql, read_only())
                 .await?

@@ -307,15 +307,8 @@ async fn run_view(state: &AppState, run_id: String) -> ApiResult<String> {
         selection: text(&run, "selection"),
         variables: run["variables"]
             .as_str()
-            .and_then(|t| {
-                serde_json::from_str::<std::collections::BTreeMap<String, String>>(t).ok()
-            })
-            .map(|vars| {
-                vars.iter()
-                    .map(|(name, value)| format!("{name}={value}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .and_then(|text| RunVars::from_json(text).ok())
+            .map(|vars| vars.to_string())
             .unwrap_or_default(),
         started_at: text(&run, "started_at"),
         ended_at: optional("ended_at"),

@@ -21,7 +21,7 @@ use super::{parse_timestamp, runs_table, ts_type};
 use crate::catalog::{Lake, Layer, TableName};
 use crate::error::{Error, Result};
 use crate::pipeline::commit::{self, CommitMeta, WriteMode};
-use crate::variables::{DS, parse_date};
+use crate::variables::{RunVars, days_since_epoch, parse_date};
 
 pub fn backfills_table() -> TableName {
     TableName::new(Layer::System, "backfills")
@@ -64,10 +64,6 @@ fn schema() -> SchemaRef {
         Field::new("days_done", DataType::Int64, false),
         Field::new("error", DataType::Utf8, true),
     ]))
-}
-
-fn days_since_epoch(date: NaiveDate) -> i32 {
-    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")).num_days() as i32
 }
 
 fn batch(row: &BackfillRecord) -> Result<RecordBatch> {
@@ -201,8 +197,8 @@ pub async fn done_days(
         };
         let day = row["variables"]
             .as_str()
-            .and_then(|text| serde_json::from_str::<Value>(text).ok())
-            .and_then(|vars| vars[DS].as_str().and_then(|d| parse_date(d).ok()));
+            .and_then(|text| RunVars::from_json(text).ok())
+            .and_then(|vars| vars.ds());
         if let (true, true, Some(day)) = (covers, recent, day) {
             days.insert(day);
         }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
@@ -47,15 +47,14 @@ impl RunLogReader {
         step_runs: Option<Arc<dyn TableProvider>>,
     ) -> Result<RunLogReader> {
         let ctx = crate::session::scratch_session();
-        ctx.catalog("datafusion")
-            .expect("the default catalog always exists")
-            .register_schema("system", Arc::new(MemorySchemaProvider::new()))?;
         let (has_runs, has_step_runs) = (runs.is_some(), step_runs.is_some());
-        for (table, provider) in [(runs_table(), runs), (step_runs_table(), step_runs)] {
-            if let Some(provider) = provider {
-                ctx.register_table(TableReference::partial("system", table.name), provider)?;
-            }
-        }
+        let tables = [(runs_table(), runs), (step_runs_table(), step_runs)];
+        crate::catalog::register_pinned(
+            &ctx,
+            tables
+                .into_iter()
+                .filter_map(|(table, provider)| Some((table, provider?))),
+        )?;
         Ok(RunLogReader {
             ctx,
             has_runs,
